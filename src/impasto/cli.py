@@ -1,0 +1,172 @@
+"""The `impasto` command: a thin adapter from argv to the library.
+
+Its flags and defaults are read from StyleConfig's fields. Every ImpastoError becomes one line on
+stderr and exit status 2; Ctrl-C saves the image so far and exits with 130.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+from . import __version__
+from .config import IMPROVED, StyleConfig
+from .errors import ImpastoError
+from .images import check_output_path, save_image
+from .postprocess import color_transfer, mask_transfer
+from .transfer import Progress, stylize
+
+FLAG_NAMES = {"style_blend": "--style-weights"}
+SUBCOMMANDS = ("mask-transfer", "color-transfer")
+EXIT_USAGE, EXIT_INTERRUPTED = 2, 130
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one line, not the whole usage text."""
+
+    def error(self, message: str):
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _flag(name: str) -> str:
+    return FLAG_NAMES.get(name, "--" + name.replace("_", "-"))
+
+
+def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per StyleConfig field, typed and documented from the field and its default."""
+    defaults = StyleConfig()
+    for f in dataclasses.fields(StyleConfig):
+        default = getattr(defaults, f.name)
+        meta = dict(f.metadata)
+        shown = " ".join(map(str, default)) if isinstance(default, tuple) else default
+        kwargs = {"dest": f.name, "default": argparse.SUPPRESS, "help": f"{meta['help']} (default: {shown})"}
+        if isinstance(default, bool):
+            kwargs["action"] = argparse.BooleanOptionalAction
+        elif isinstance(default, tuple) or f.name == "style_blend":
+            kwargs.update(nargs="+", metavar="X",
+                          type=float if f.name == "style_blend" else str)
+            if f.name == "style_blend":
+                kwargs["help"] = f"{meta['help']} (default: equal)"
+        else:
+            kwargs["type"] = type(default) if default is not None else str
+            if "choices" in meta:
+                kwargs["choices"] = meta["choices"]
+        parser.add_argument(_flag(f.name), **kwargs)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="impasto",
+        description="Paint a photo in the style of one or more artworks (neural style transfer).",
+        epilog="Post-processing: 'impasto mask-transfer OUTPUT CONTENT MASK -o OUT' puts the content "
+               "back where the mask is black; 'impasto color-transfer OUTPUT CONTENT -o OUT [--mask M]' "
+               "gives the output the content's colours. Each has its own --help.")
+    parser.add_argument("content", help="the photo to paint")
+    parser.add_argument("styles", nargs="+", metavar="style", help="one or more artworks")
+    parser.add_argument("-o", "--output", required=True, help="where to write the result (.png .jpg .webp .tif .bmp)")
+    parser.add_argument("--style-masks", nargs="+", metavar="MASK",
+                        help="one mask per style, in the same order: white = this style, black = keep the content")
+    parser.add_argument("--improved", action="store_true",
+                        help="Novak & Nikulin's preset: --layer-weighting geometric --all-conv-layers "
+                             "--activation-shift -1 --correlation-chain (flags given after still win)")
+    parser.add_argument("--save-every", type=int, default=0, metavar="N",
+                        help="also write the image every N iterations, next to the output (default: 0 = never)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--version", action="version", version=f"impasto {__version__}")
+    _add_config_flags(parser)
+    return parser
+
+
+def _progress_bar(total: int, quiet: bool):
+    if quiet:
+        return None
+    from tqdm import tqdm
+    return tqdm(total=total, unit="it", dynamic_ncols=True, file=sys.stderr)
+
+
+def _snapshot_path(output: Path, iteration: int) -> Path:
+    return output.with_name(f"{output.stem}_{iteration:05d}{output.suffix}")
+
+
+def _callback(bar, output: Path, save_every: int):
+    def report(p: Progress) -> None:
+        if bar is not None:
+            bar.update(p.iteration - bar.n)
+            bar.set_description(f"scale {p.scale}/{p.scales} {p.size[0]}x{p.size[1]}", refresh=False)
+            bar.set_postfix({k: f"{v:.3g}" for k, v in p.losses.items()}, refresh=False)
+        if save_every and p.iteration % save_every == 0:
+            save_image(p.current(), _snapshot_path(output, p.iteration))
+    return report
+
+
+def run_stylize(argv: Sequence[str]) -> int:
+    args = vars(build_parser().parse_args(argv))
+    content, styles, masks = args.pop("content"), args.pop("styles"), args.pop("style_masks")
+    output, save_every, quiet = args.pop("output"), args.pop("save_every"), args.pop("quiet")
+    options = {**(IMPROVED if args.pop("improved") else {}), **args}
+    for name in ("content_layers", "style_layers", "style_blend"):
+        if name in options:
+            options[name] = tuple(options[name])
+    if save_every < 0:
+        raise ImpastoError(f"--save-every must be 0 or more, got {save_every}")
+    config = StyleConfig(**options)
+    out = check_output_path(output, [content, *styles, *(masks or [])])
+    bar = _progress_bar(config.iterations, quiet)
+    try:
+        result = stylize(content, styles, masks=masks, config=config, callback=_callback(bar, out, save_every))
+    finally:
+        if bar is not None:
+            bar.close()
+    save_image(result.tensor, out)
+    if result.interrupted:
+        print(f"impasto: interrupted after {len(result.history)} iterations; saved the image so far to {out}",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
+    if not quiet:
+        print(f"impasto: wrote {out} ({result.seconds:.1f} s)", file=sys.stderr)
+    return 0
+
+
+def run_postprocess(command: str, argv: Sequence[str]) -> int:
+    parser = _Parser(prog=f"impasto {command}")
+    parser.add_argument("output_image", metavar="OUTPUT", help="a stylised image")
+    parser.add_argument("content", metavar="CONTENT", help="the original photo")
+    if command == "mask-transfer":
+        parser.description = "Put the content's pixels back where the mask is black."
+        parser.add_argument("mask", metavar="MASK", help="white = keep the stylised pixels, black = content")
+    else:
+        parser.description = "Give a stylised image the content's colours (YIQ chroma), keeping its luminance."
+        parser.add_argument("--mask", help="only recolour where this mask is white")
+    parser.add_argument("-o", "--output", required=True, help="where to write the result")
+    args = parser.parse_args(argv)
+    out = check_output_path(args.output, [args.output_image, args.content, args.mask])
+    if command == "mask-transfer":
+        image = mask_transfer(args.output_image, args.content, args.mask)
+    else:
+        image = color_transfer(args.output_image, args.content, args.mask)
+    save_image(image, out)
+    return 0
+
+
+def _one_line_warnings(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"impasto: warning: {message}", file=sys.stderr)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `impasto` command; returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    warnings.showwarning = _one_line_warnings
+    try:
+        if argv and argv[0] in SUBCOMMANDS:
+            return run_postprocess(argv[0], argv[1:])
+        return run_stylize(argv)
+    except ImpastoError as error:
+        print(f"impasto: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("impasto: interrupted before the first iteration; nothing was written", file=sys.stderr)
+        return EXIT_INTERRUPTED

