@@ -235,10 +235,10 @@ def stylize(content: ImageLike, style: ImageLike | Sequence[ImageLike], *,
     if config.threads:
         torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
+    content_img, style_imgs, mask_imgs = _read_inputs(content, style, masks)
     network = network.to_device(device) if network is not None else build_network(config, device)
     check_layers(config.content_layers, network.layer_names, "--content-layers")
     style_layers_for(config, network)
-    content_img, style_imgs, mask_imgs = _read_inputs(content, style, masks)
     original_content = content_img
     content_img, style_imgs = _color_inputs(config, content_img, style_imgs)
     if len(style_imgs) > 1 and config.style_blend is not None and len(config.style_blend) != len(style_imgs):

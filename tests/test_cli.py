@@ -1,0 +1,165 @@
+"""The `impasto` command: what a user sees, exit codes, files written or not."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import PIL.Image
+import pytest
+
+from impasto.cli import build_parser, main
+from impasto.config import StyleConfig
+
+from conftest import pattern, stripes
+
+FAST = ["--size", "40", "--iterations", "4", "--scales", "1", "-q"]
+
+
+def run_main(capsys, *argv):
+    try:
+        code = main([str(a) for a in argv])
+    except SystemExit as exit_:  # argparse's own usage errors
+        code = exit_.code
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def assert_one_line_error(code, err, *fragments):
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("impasto: error:"), err
+    assert "Traceback" not in err
+    for fragment in fragments:
+        assert fragment in lines[0], err
+
+
+def test_help_documents_every_option_with_its_default(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    for flag in ("--size", "--style-scale", "--iterations", "--init", "--seed", "--content-weight",
+                 "--style-weight", "--tv-weight", "--content-layers", "--style-layers", "--pooling",
+                 "--weights", "--optimizer", "--save-every", "--quiet", "--device", "--style-masks",
+                 "--style-weights", "--preserve-color", "--improved", "--activation-shift",
+                 "--correlation-chain", "--all-conv-layers", "--layer-weighting", "--scales"):
+        assert flag in text, flag
+    assert f"(default: {StyleConfig().size})" in text
+    assert "(default: relu4_2)" in text
+
+
+def test_flags_map_onto_the_config():
+    args = build_parser().parse_args(["c.png", "s1.png", "s2.png", "-o", "o.png", "--style-weights", "0.7", "0.3",
+                                      "--no-correlation-chain", "--pooling", "avg"])
+    assert args.styles == ["s1.png", "s2.png"]
+    assert args.style_blend == [0.7, 0.3]
+    assert args.pooling == "avg" and args.correlation_chain is False
+
+
+@pytest.fixture
+def files(tmp_path):
+    content, style = tmp_path / "content.png", tmp_path / "style.png"
+    pattern(60, 40, 1).save(content)
+    stripes(40, 40).save(style)
+    return tmp_path, content, style
+
+
+def bad_cases(tmp, content, style):
+    text = tmp / "notes.png"
+    text.write_text("not an image")
+    truncated = tmp / "cut.jpg"
+    pattern(200, 200, 3).save(truncated, quality=95)
+    truncated.write_bytes(truncated.read_bytes()[:1500])
+    blocker = tmp / "file"
+    blocker.write_text("x")
+    out = tmp / "out.png"
+    return [
+        ([tmp / "missing.jpg", style, "-o", out], ["missing.jpg", "does not exist"]),
+        ([text, style, "-o", out], ["notes.png", "not an image"]),
+        ([truncated, style, "-o", out], ["cut.jpg", "truncated"]),
+        ([content, style, "-o", out, "--size", "0"], ["--size"]),
+        ([content, style, "-o", out, "--size", "100000"], ["--size"]),
+        ([content, style, "-o", out, "--content-weight", "nan"], ["--content-weight", "finite"]),
+        ([content, style, "-o", out, "--style-weight", "-1"], ["--style-weight"]),
+        ([content, style, "-o", out, "--style-layers", "relu3_1", "rleu4_1"], ["rleu4_1", "did you mean relu4_1"]),
+        ([content, style, "-o", blocker / "out.png"], ["file"]),
+        ([content, style, "-o", content], ["content.png"]),
+        ([content, style, "-o", tmp / "out.gif"], [".gif", ".png"]),
+        ([content, style, "-o", out, "--style-masks", content, content], ["2 style masks for 1 style"]),
+        ([content, style, style, "-o", out, "--style-weights", "1"], ["1 --style-weights for 2 style"]),
+        ([content, style, "-o", out, "--pooling", "median"], ["--pooling"]),
+        ([content, style, "-o", out, "--weights", text], ["notes.png"]),
+    ]
+
+
+@pytest.mark.parametrize("case", range(15))
+def test_bad_input_is_one_line_exit_2_and_no_output(capsys, files, case):
+    tmp, content, style = files
+    argv, fragments = bad_cases(tmp, content, style)[case]
+    code, _, err = run_main(capsys, *FAST, *argv)
+    assert_one_line_error(code, err, *fragments)
+    assert not (tmp / "out.png").exists()
+    assert not (tmp / "out.gif").exists()
+    assert sorted(p.name for p in tmp.iterdir() if p.name.startswith(".")) == []
+
+
+def test_mask_transfer_and_color_transfer_commands(capsys, files):
+    tmp, content, style = files
+    mask = tmp / "mask.png"
+    m = PIL.Image.new("L", (60, 40), 0)
+    m.paste(255, (0, 0, 30, 40))
+    m.save(mask)
+    out = tmp / "stylised.png"
+    stripes(60, 40).save(out)
+    code, _, err = run_main(capsys, "mask-transfer", out, content, mask, "-o", tmp / "masked.png")
+    assert code == 0, err
+    masked = PIL.Image.open(tmp / "masked.png").convert("RGB")
+    assert masked.getpixel((45, 20)) == PIL.Image.open(content).convert("RGB").getpixel((45, 20))
+    assert masked.getpixel((10, 20)) == PIL.Image.open(out).convert("RGB").getpixel((10, 20))
+    code, _, err = run_main(capsys, "color-transfer", out, content, "-o", tmp / "recoloured.png")
+    assert code == 0, err
+    assert PIL.Image.open(tmp / "recoloured.png").size == (60, 40)
+    code, _, err = run_main(capsys, "mask-transfer", out, content, tmp / "nope.png", "-o", tmp / "x.png")
+    assert_one_line_error(code, err, "nope.png")
+
+
+@pytest.mark.weights
+def test_cli_writes_an_image_and_snapshots(capsys, files):
+    tmp, content, style = files
+    out = tmp / "result.jpg"
+    code, _, err = run_main(capsys, content, style, "-o", out, "--size", "48", "--iterations", "4",
+                            "--scales", "1", "--save-every", "2")
+    assert code == 0, err
+    assert PIL.Image.open(out).size == (48, 32)
+    assert PIL.Image.open(out).format == "JPEG"
+    assert (tmp / "result_00002.jpg").exists() and (tmp / "result_00004.jpg").exists()
+    assert "wrote" in err
+
+
+@pytest.mark.weights
+def test_ctrl_c_saves_the_image_so_far(files):
+    tmp, content, style = files
+    out = tmp / "result.png"
+    proc = subprocess.Popen([sys.executable, "-m", "impasto", str(content), str(style), "-o", str(out),
+                             "--size", "64", "--iterations", "2000", "--scales", "1", "--save-every", "1", "-q"],
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (tmp / "result_00002.png").exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "interrupted" in err and "Traceback" not in err
+    assert PIL.Image.open(out).size == (64, 43)
+
+
+def test_console_script_and_module_agree(files):
+    tmp, content, style = files
+    for command in ([sys.executable, "-m", "impasto"], [os.path.join(os.path.dirname(sys.executable), "impasto")]):
+        proc = subprocess.run([*command, str(content), str(style), "-o", str(tmp / "o.png"), "--size", "0"],
+                              capture_output=True, text=True)
+        assert proc.returncode == 2
+        assert proc.stderr.strip() == "impasto: error: --size 0 must be between 1 and 8192"
