@@ -33,8 +33,8 @@ def test_loss_falls_and_grams_move_toward_the_style(real_net):
         before = gram_distance(real_net, content, style)
         after = gram_distance(real_net, result.tensor, style)
     assert after < 0.3 * before
-    # Still the same picture: far closer to the content than the style is.
-    assert (result.tensor - content).abs().mean() < (style[..., :43, :] - content).abs().mean()
+    # Still the same picture: closer to the content than to the content mirrored.
+    assert (result.tensor - content).abs().mean() < 0.8 * (result.tensor - content.flip(-1)).abs().mean()
 
 
 def test_seed_reproduces_the_output(real_net):

@@ -43,11 +43,14 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
         default = getattr(defaults, f.name)
         meta = dict(f.metadata)
         shown = " ".join(map(str, default)) if isinstance(default, tuple) else default
-        kwargs = {"dest": f.name, "default": argparse.SUPPRESS, "help": f"{meta['help']} (default: {shown})"}
+        suffix = f" (default: {shown})" if default is not None else ""
+        kwargs = {"dest": f.name, "default": argparse.SUPPRESS, "help": meta["help"] + suffix,
+                  "metavar": meta.get("metavar")}
         if isinstance(default, bool):
             kwargs["action"] = argparse.BooleanOptionalAction
+            del kwargs["metavar"]
         elif isinstance(default, tuple) or f.name == "style_blend":
-            kwargs.update(nargs="+", metavar="X",
+            kwargs.update(nargs="+", metavar=meta.get("metavar", "LAYER"),
                           type=float if f.name == "style_blend" else str)
             if f.name == "style_blend":
                 kwargs["help"] = f"{meta['help']} (default: equal)"
@@ -55,6 +58,7 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
             kwargs["type"] = type(default) if default is not None else str
             if "choices" in meta:
                 kwargs["choices"] = meta["choices"]
+                kwargs["metavar"] = "{" + ",".join(meta["choices"]) + "}"
         parser.add_argument(_flag(f.name), **kwargs)
 
 
@@ -72,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="one mask per style, in the same order: white = this style, black = keep the content")
     parser.add_argument("--improved", action="store_true",
                         help="Novak & Nikulin's preset: --layer-weighting geometric --all-conv-layers "
-                             "--activation-shift -1 --correlation-chain (flags given after still win)")
+                             "--activation-shift -1 --correlation-chain (explicit flags override it)")
     parser.add_argument("--save-every", type=int, default=0, metavar="N",
                         help="also write the image every N iterations, next to the output (default: 0 = never)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")

