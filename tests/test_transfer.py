@@ -122,6 +122,11 @@ def test_mask_count_must_match_styles(tiny_net, images, tmp_path):
         stylize(images[0], [images[1]], masks=[images[0], images[0]], network=tiny_net, **FAST)
 
 
+def test_explicit_layer_weights_count_must_match(tiny_net, images):
+    with pytest.raises(ImpastoError, match="2 --style-layer-weights for 5 style terms"):
+        stylize(*images, style_layer_weights=(1.0, 2.0), network=tiny_net, **FAST)
+
+
 def test_style_weight_count_must_match(tiny_net, images):
     with pytest.raises(ImpastoError, match="3 --style-weights for 2 style"):
         stylize(images[0], [images[1], images[1]], style_blend=(1, 1, 1), network=tiny_net, **FAST)
@@ -180,3 +185,22 @@ def test_bad_options_are_one_line_errors(tiny_net, images, option, value, messag
     with pytest.raises(ImpastoError, match=message) as info:
         stylize(*images, network=tiny_net, **{**FAST, option: value})
     assert "\n" not in str(info.value)
+
+
+def test_too_large_a_size_stops_before_allocating(tiny_net, images, monkeypatch):
+    import impasto.memory as memory
+    monkeypatch.setattr(memory, "available_bytes", lambda device: 2 * 2**30)
+    with pytest.raises(ImpastoError, match=r"needs about .* GB .* use --size \d+ or less") as info:
+        stylize(*images, network=tiny_net, size=8000, iterations=1, scales=1)
+    fits = int(str(info.value).split("--size ")[1].split()[0])
+    assert 100 < fits < 8000
+    assert memory.estimate_bytes(tiny_net, fits, fits * 2 // 3, "relu5_1") <= 2 * 2**30
+
+
+@pytest.mark.weights
+def test_memory_estimate_grows_with_pixels(real_net):
+    from impasto.memory import estimate_bytes
+    small, large = (estimate_bytes(real_net, s, s, "relu5_1") for s in (512, 1024))
+    # Measured here: one evaluation at 1024x1024 peaks about 2.4 GB above the baseline.
+    assert 2.4 * 2**30 < large < 4.5 * 2**30
+    assert 3 < (large - 600 * 2**20) / (small - 600 * 2**20) < 4.5

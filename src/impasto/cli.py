@@ -17,10 +17,12 @@ from . import __version__
 from .config import IMPROVED, StyleConfig
 from .errors import ImpastoError
 from .images import check_output_path, save_image
+from .memory import format_bytes
 from .postprocess import color_transfer, mask_transfer
 from .transfer import Progress, stylize
 
 FLAG_NAMES = {"style_blend": "--style-weights"}
+NUMBER_LISTS = ("style_blend", "style_layer_weights")
 SUBCOMMANDS = ("mask-transfer", "color-transfer")
 EXIT_USAGE, EXIT_INTERRUPTED = 2, 130
 
@@ -49,9 +51,9 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
         if isinstance(default, bool):
             kwargs["action"] = argparse.BooleanOptionalAction
             del kwargs["metavar"]
-        elif isinstance(default, tuple) or f.name == "style_blend":
+        elif isinstance(default, tuple) or f.name in NUMBER_LISTS:
             kwargs.update(nargs="+", metavar=meta.get("metavar", "LAYER"),
-                          type=float if f.name == "style_blend" else str)
+                          type=float if f.name in NUMBER_LISTS else str)
             if f.name == "style_blend":
                 kwargs["help"] = f"{meta['help']} (default: equal)"
         else:
@@ -112,7 +114,7 @@ def run_stylize(argv: Sequence[str]) -> int:
     content, styles, masks = args.pop("content"), args.pop("styles"), args.pop("style_masks")
     output, save_every, quiet = args.pop("output"), args.pop("save_every"), args.pop("quiet")
     options = {**(IMPROVED if args.pop("improved") else {}), **args}
-    for name in ("content_layers", "style_layers", "style_blend"):
+    for name in ("content_layers", "style_layers", *NUMBER_LISTS):
         if name in options:
             options[name] = tuple(options[name])
     if save_every < 0:
@@ -131,7 +133,8 @@ def run_stylize(argv: Sequence[str]) -> int:
               file=sys.stderr)
         return EXIT_INTERRUPTED
     if not quiet:
-        print(f"impasto: wrote {out} ({result.seconds:.1f} s)", file=sys.stderr)
+        memory = f", peak memory {format_bytes(result.peak_memory)}" if result.peak_memory else ""
+        print(f"impasto: wrote {out} ({result.seconds:.1f} s{memory})", file=sys.stderr)
     return 0
 
 

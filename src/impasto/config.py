@@ -37,7 +37,7 @@ class StyleConfig:
     scales: int = field(
         default=3, metadata={"metavar": "N", "help": "coarse-to-fine: number of scales, each twice the size of the one before (1 = single scale)"})
     min_size: int = field(
-        default=96, metadata={"metavar": "PX", "help": "smallest size the coarse-to-fine schedule starts at"})
+        default=64, metadata={"metavar": "PX", "help": "smallest size the coarse-to-fine schedule starts at"})
     tolerance: float = field(
         default=0.0, metadata={"metavar": "X", "help": "end a scale early when the loss improves by less than this fraction over 10 steps (0 = never)"})
     optimizer: str = field(default="lbfgs", metadata={"help": "optimiser", "choices": OPTIMIZERS})
@@ -63,6 +63,9 @@ class StyleConfig:
     layer_weighting: str = field(
         default="uniform", metadata={"help": "style layer weights (geometric: 2^(D-l), normalised)",
                                      "choices": LAYER_WEIGHTINGS})
+    style_layer_weights: tuple[float, ...] | None = field(
+        default=None, metadata={"metavar": "W", "help": "explicit weight of each style layer, used as given "
+                                "(overrides --layer-weighting; default: from --layer-weighting)"})
     all_conv_layers: bool = field(
         default=False, metadata={"help": "use every conv layer of the network for style"})
     activation_shift: float = field(
@@ -145,6 +148,8 @@ def validate(config: StyleConfig) -> None:
         raise ImpastoError("--content-layers is empty; name at least one layer or set --content-weight 0")
     if not config.style_layers and not config.all_conv_layers:
         raise ImpastoError("--style-layers is empty; name at least one layer, e.g. relu3_1")
+    for w in config.style_layer_weights or ():
+        _finite("style_layer_weights", w)
     if config.style_blend is not None:
         for w in config.style_blend:
             _finite("style_weights", w)

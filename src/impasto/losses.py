@@ -98,10 +98,14 @@ class StyleRepresentation:
     shift: float = 0.0
     chain: bool = False
     weighting: str = "uniform"
+    explicit: tuple[float, ...] | None = None  # per-term weights used as given, overriding `weighting`
 
     def __post_init__(self) -> None:
         if self.chain and len(self.layers) < 2:
             raise ImpastoError("--correlation-chain needs at least two style layers")
+        if self.explicit is not None and len(self.explicit) != len(self.terms):
+            raise ImpastoError(f"got {len(self.explicit)} --style-layer-weights for {len(self.terms)} style terms; "
+                               "give one weight per style layer (per adjacent pair with --correlation-chain)")
 
     @property
     def terms(self) -> list[tuple[str, str | None]]:
@@ -112,6 +116,8 @@ class StyleRepresentation:
 
     @property
     def weights(self) -> list[float]:
+        if self.explicit is not None:
+            return list(self.explicit)
         return layer_weights(len(self.terms), self.weighting)
 
     def grams(self, features: Mapping[str, torch.Tensor],

@@ -18,6 +18,7 @@ from .config import StyleConfig
 from .errors import ImpastoError
 from .images import pil_to_tensor, read_image, read_mask, resize_longest, resize_to, tensor_to_pil
 from .losses import StyleRepresentation
+from .memory import check_memory, peak_bytes
 from .objective import Objective
 from .optim import adam, lbfgs
 from .vgg import VGG, check_layers
@@ -51,6 +52,7 @@ class StylizeResult:
     config: StyleConfig
     seconds: float
     interrupted: bool = False
+    peak_memory: int | None = None  # bytes: max RSS on the CPU, max allocated on CUDA
 
     @property
     def image(self) -> PIL.Image.Image:
@@ -130,7 +132,7 @@ class _Run:
                   masks: Sequence[PIL.Image.Image | None], longest: int, weight_scale: float) -> Objective:
         c = self.config
         representation = StyleRepresentation(style_layers_for(c, self.network), c.activation_shift,
-                                              c.correlation_chain, c.layer_weighting)
+                                              c.correlation_chain, c.layer_weighting, c.style_layer_weights)
         style_side = max(1, round(c.style_scale * longest))
         content_t = self.tensor(content)
         mask_ts = [None if m is None else (self.tensor(resize_to(m, content.size)) >= 0.5).float() for m in masks]
@@ -248,7 +250,10 @@ def stylize(content: ImageLike, style: ImageLike | Sequence[ImageLike], *,
     run = _Run(config, network, device, callback)
     sizes = scale_sizes(config.size, config.scales, config.min_size)
     counts = split_iterations(config.iterations, sizes)
-    final_pixels = math.prod(resize_longest(content_img, sizes[-1]).size)
+    final_size = resize_longest(content_img, sizes[-1]).size
+    final_pixels = math.prod(final_size)
+    used = set(config.content_layers) | set(style_layers_for(config, network))
+    check_memory(network, *final_size, max(used, key=network.layer_names.index), device)
     image, done, interrupted = None, 0, False
     try:
         for index, (longest, steps) in enumerate(zip(sizes, counts), start=1):
@@ -275,4 +280,5 @@ def stylize(content: ImageLike, style: ImageLike | Sequence[ImageLike], *,
     if config.preserve_color == "luminance":
         content_full = pil_to_tensor(resize_to(original_content, (result.shape[-1], result.shape[-2])))
         result = color.combine_luminance(color.luminance(result), content_full)
-    return StylizeResult(result, run.history, config, time.perf_counter() - run.start, interrupted)
+    return StylizeResult(result, run.history, config, time.perf_counter() - run.start, interrupted,
+                         peak_bytes(device))

@@ -1,0 +1,87 @@
+"""How much memory a stylization needs, checked before anything large is allocated."""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+
+import torch
+
+from .errors import ImpastoError
+from .vgg import VGG
+
+# Measured on CPU with VGG-19 to relu5_1 (scripts/benchmark.py --memory): the peak of one forward
+# and backward pass is 2.0-2.1 times the bytes of all conv outputs, for the saved activations plus
+# the gradients alive during the backward pass.
+ACTIVATION_FACTOR = 2.2
+OVERHEAD = 600 * 2**20  # the interpreter, torch and the weights
+
+
+def activation_bytes(network: VGG, width: int, height: int, last: str) -> int:
+    """Bytes of all conv outputs up to layer `last` for a float32 image of this size."""
+    total = 0
+    for name in network.layer_names[: network.layer_names.index(last) + 1]:
+        if name.startswith("conv"):
+            total += network.convs[name].weight.shape[0] * width * height * 4
+        elif name.startswith("pool"):
+            width, height = width // 2, height // 2
+    return total
+
+
+def estimate_bytes(network: VGG, width: int, height: int, last: str, history: int = 20) -> int:
+    """Expected peak memory of a run whose final image has this size."""
+    image = 3 * width * height * 4
+    optimiser = (2 * history + 6) * image  # L-BFGS pairs plus a few working copies
+    return int(ACTIVATION_FACTOR * activation_bytes(network, width, height, last) + optimiser + OVERHEAD)
+
+
+def available_bytes(device: torch.device) -> int | None:
+    """Memory this run may use on `device`, or None where it cannot be told."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return free
+    if device.type != "cpu":
+        return None
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_memory(network: VGG, width: int, height: int, last: str, device: torch.device) -> None:
+    """ImpastoError, before any work, when the final size will not fit; names the largest that does."""
+    available = available_bytes(device)
+    need = estimate_bytes(network, width, height, last)
+    if available is None or need <= available:
+        return
+    longest = max(width, height)
+    fits = longest
+    while fits > 16 and estimate_bytes(network, max(1, width * fits // longest),
+                                       max(1, height * fits // longest), last) > available:
+        fits = int(fits * 0.95)
+    raise ImpastoError(f"a {width}x{height} image needs about {need / 2**30:.1f} GB of memory but "
+                       f"{available / 2**30:.1f} GB is available on {device.type}; use --size {fits} or less")
+
+
+def peak_bytes(device: torch.device) -> int | None:
+    """The process's peak memory so far (CPU: max RSS; CUDA: max allocated)."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device)
+    try:
+        import resource
+    except ImportError:  # Windows
+        return None
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss if sys.platform == "darwin" else rss * 1024
+
+
+def format_bytes(count: int) -> str:
+    return f"{count / 2**30:.1f} GB" if count >= 2**30 else f"{math.ceil(count / 2**20)} MB"
