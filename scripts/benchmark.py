@@ -49,7 +49,7 @@ def timed(fn) -> float:
     return time.perf_counter() - start
 
 
-def matmul_peak(n: int = 2048, repeats: int = 5) -> float:
+def matmul_peak(n: int = 4096, repeats: int = 3) -> float:
     """GFLOP/s of the best of a few float32 n x n matmuls."""
     a = torch.rand(n, n)
     a @ a
@@ -95,8 +95,13 @@ def run_pastiche(longest: int | None, steps: int, output: Path) -> float:
     return timed(lambda: subprocess.run(command, check=True, capture_output=True))
 
 
-def pastiche_seconds_per_evaluation(longest: int, tmp: Path, few: int = 2, more: int = 7) -> float:
-    """Per-step time from two runs that differ only in step count, so start-up cancels out."""
+def pastiche_seconds_per_evaluation(longest: int, tmp: Path, guess: float, seconds: float = 30.0) -> float:
+    """Per-step time from two runs that differ only in step count, so start-up cancels out.
+
+    The longer run adds about `seconds` of steps (from a `guess` of the step time) so that noise in
+    pastiche's start-up stays small beside it.
+    """
+    few, more = 2, 2 + max(5, round(seconds / guess))
     short = run_pastiche(longest, few, tmp / "p.png")
     long = run_pastiche(longest, more, tmp / "p.png")
     return (long - short) / (more - few)
@@ -203,7 +208,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for longest in args.sizes:
             ours, (w, h) = impasto_seconds_per_evaluation(network, longest)
-            theirs = pastiche_seconds_per_evaluation(longest, Path(tmp))
+            theirs = pastiche_seconds_per_evaluation(longest, Path(tmp), guess=ours)
             rate = conv_gflop(network, w, h) / ours
             lines.append(f"{w:>4}x{h:<4} {ours:9.3f} {theirs:9.3f} {theirs / ours:8.2f}x {rate:8.0f} {rate / peak:8.0%}")
             print(lines[-1], flush=True)

@@ -204,3 +204,12 @@ def test_memory_estimate_grows_with_pixels(real_net):
     # Measured here: one evaluation at 1024x1024 peaks about 2.4 GB above the baseline.
     assert 2.4 * 2**30 < large < 4.5 * 2**30
     assert 3 < (large - 600 * 2**20) / (small - 600 * 2**20) < 4.5
+
+
+def test_interrupt_at_a_coarse_scale_still_gives_the_full_size(tiny_net, images):
+    def stop(p):
+        if p.iteration == 2:
+            raise KeyboardInterrupt
+
+    result = stylize(*images, network=tiny_net, size=64, scales=2, min_size=32, iterations=10, callback=stop)
+    assert result.interrupted and result.image.size == (64, 43)

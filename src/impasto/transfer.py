@@ -276,6 +276,8 @@ def stylize(content: ImageLike, style: ImageLike | Sequence[ImageLike], *,
         interrupted = True
         if image is None:
             raise
+    if tuple(image.shape[-2:]) != (final_size[1], final_size[0]):  # interrupted at a coarse scale
+        image = F.interpolate(image, size=(final_size[1], final_size[0]), mode="bicubic", align_corners=False)
     result = image.detach().clamp(0, 1).cpu()
     if config.preserve_color == "luminance":
         content_full = pil_to_tensor(resize_to(original_content, (result.shape[-1], result.shape[-2])))
