@@ -238,49 +238,53 @@ def stylize(content: ImageLike, style: ImageLike | Sequence[ImageLike], *,
         torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
     content_img, style_imgs, mask_imgs = _read_inputs(content, style, masks)
-    network = network.to_device(device) if network is not None else build_network(config, device)
-    check_layers(config.content_layers, network.layer_names, "--content-layers")
-    style_layers_for(config, network)
-    original_content = content_img
-    content_img, style_imgs = _color_inputs(config, content_img, style_imgs)
-    if len(style_imgs) > 1 and config.style_blend is not None and len(config.style_blend) != len(style_imgs):
+    if config.style_blend is not None and len(config.style_blend) != len(style_imgs):
         raise ImpastoError(f"got {len(config.style_blend)} --style-weights for {len(style_imgs)} style images; "
                            "give one weight per style")
+    network = network.to_device(device) if network is not None else build_network(config, device)
+    check_layers(config.content_layers, network.layer_names, "--content-layers")
+    used = set(config.content_layers) | set(style_layers_for(config, network))
+    sizes = scale_sizes(config.size, config.scales, config.min_size)
+    final_size = resize_longest(content_img, sizes[-1]).size
+    check_memory(network, *final_size, max(used, key=network.layer_names.index), device)
 
     run = _Run(config, network, device, callback)
-    sizes = scale_sizes(config.size, config.scales, config.min_size)
-    counts = split_iterations(config.iterations, sizes)
-    final_size = resize_longest(content_img, sizes[-1]).size
-    final_pixels = math.prod(final_size)
-    used = set(config.content_layers) | set(style_layers_for(config, network))
-    check_memory(network, *final_size, max(used, key=network.layer_names.index), device)
-    image, done, interrupted = None, 0, False
-    try:
-        for index, (longest, steps) in enumerate(zip(sizes, counts), start=1):
-            content_s = resize_longest(content_img, longest)
-            # The content loss is a sum over positions, the style loss is not: scale the content
-            # weight so each coarse scale solves the same trade-off as the final size.
-            objective = run.objective(content_s, style_imgs, mask_imgs, longest,
-                                      final_pixels / math.prod(content_s.size))
-            if image is None:
-                image = _init_image(config, run.tensor(content_s), style_imgs[0], run.generator)
-            else:
-                image = F.interpolate(image, size=(content_s.height, content_s.width), mode="bicubic",
-                                      align_corners=False).clamp_(0, 1)
-            image, interrupted = run.optimise(objective, image, steps, index, len(sizes), done,
-                                              config.iterations)
-            done += steps
-            if interrupted:
-                break
-    except KeyboardInterrupt:
-        interrupted = True
-        if image is None:
-            raise
+    painted_content, painted_styles = _color_inputs(config, content_img, style_imgs)
+    image, interrupted = _coarse_to_fine(run, painted_content, painted_styles, mask_imgs, sizes)
     if tuple(image.shape[-2:]) != (final_size[1], final_size[0]):  # interrupted at a coarse scale
         image = F.interpolate(image, size=(final_size[1], final_size[0]), mode="bicubic", align_corners=False)
     result = image.detach().clamp(0, 1).cpu()
     if config.preserve_color == "luminance":
-        content_full = pil_to_tensor(resize_to(original_content, (result.shape[-1], result.shape[-2])))
+        content_full = pil_to_tensor(resize_to(content_img, (result.shape[-1], result.shape[-2])))
         result = color.combine_luminance(color.luminance(result), content_full)
     return StylizeResult(result, run.history, config, time.perf_counter() - run.start, interrupted,
                          peak_bytes(device))
+
+
+def _coarse_to_fine(run: _Run, content: PIL.Image.Image, styles: Sequence[PIL.Image.Image],
+                    masks: Sequence[PIL.Image.Image | None], sizes: Sequence[int]) -> tuple[torch.Tensor, bool]:
+    """Optimise at each size in turn, starting each from the last one's result upsampled."""
+    config = run.config
+    counts = split_iterations(config.iterations, sizes)
+    final_pixels = math.prod(resize_longest(content, sizes[-1]).size)
+    image, done, interrupted = None, 0, False
+    try:
+        for index, (longest, steps) in enumerate(zip(sizes, counts), start=1):
+            content_s = resize_longest(content, longest)
+            # The content loss is a sum over positions, the style loss is not: scale the content
+            # weight so each coarse scale solves the same trade-off as the final size.
+            objective = run.objective(content_s, styles, masks, longest, final_pixels / math.prod(content_s.size))
+            if image is None:
+                image = _init_image(config, run.tensor(content_s), styles[0], run.generator)
+            else:
+                image = F.interpolate(image, size=(content_s.height, content_s.width), mode="bicubic",
+                                      align_corners=False).clamp_(0, 1)
+            image, interrupted = run.optimise(objective, image, steps, index, len(sizes), done, config.iterations)
+            done += steps
+            if interrupted:
+                break
+    except KeyboardInterrupt:  # while building a scale's targets
+        if image is None:
+            raise
+        interrupted = True
+    return image, interrupted
