@@ -58,13 +58,8 @@ def matmul_peak(n: int = 4096, repeats: int = 3) -> float:
 
 def conv_gflop(network: VGG, width: int, height: int, last: str = "relu5_1") -> float:
     """Conv GFLOP of one evaluation: forward plus the input-gradient backward (as much again)."""
-    total = 0.0
-    for name in network.layer_names[: network.layer_names.index(last) + 1]:
-        if name.startswith("conv"):
-            total += 2 * network.convs[name].weight.numel() * width * height
-        elif name.startswith("pool"):
-            width, height = width // 2, height // 2
-    return 2 * total / 1e9
+    forward = sum(2 * weight.numel() * w * h for _, weight, w, h in network.conv_shapes(width, height, last))
+    return 2 * forward / 1e9
 
 
 def sized(path: Path, longest: int) -> torch.Tensor:

@@ -20,13 +20,7 @@ OVERHEAD = 600 * 2**20  # the interpreter, torch and the weights
 
 def activation_bytes(network: VGG, width: int, height: int, last: str) -> int:
     """Bytes of all conv outputs up to layer `last` for a float32 image of this size."""
-    total = 0
-    for name in network.layer_names[: network.layer_names.index(last) + 1]:
-        if name.startswith("conv"):
-            total += network.convs[name].weight.shape[0] * width * height * 4
-        elif name.startswith("pool"):
-            width, height = width // 2, height // 2
-    return total
+    return sum(weight.shape[0] * w * h * 4 for _, weight, w, h in network.conv_shapes(width, height, last))
 
 
 def estimate_bytes(network: VGG, width: int, height: int, last: str, history: int = 20) -> int:

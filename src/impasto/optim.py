@@ -33,6 +33,11 @@ def _direction(g: torch.Tensor, memory: deque, gamma: float) -> torch.Tensor:
     return q
 
 
+def _downhill(g: torch.Tensor, first_step: float) -> torch.Tensor:
+    """Steepest descent scaled so no element moves by more than `first_step`."""
+    return g * (-first_step / g.abs().max().clamp_min(1e-30))
+
+
 def lbfgs(evaluate: Evaluate, x0: torch.Tensor, steps: int, history: int = 20,
           first_step: float = 0.05, max_halvings: int = 12) -> Iterator[tuple[torch.Tensor, int]]:
     """Minimise from x0; yields (x, evaluations used) after each accepted step.
@@ -47,14 +52,11 @@ def lbfgs(evaluate: Evaluate, x0: torch.Tensor, steps: int, history: int = 20,
     memory: deque = deque(maxlen=history)
     gamma = 1.0
     for _ in range(steps):
-        if memory:
-            d = _direction(g, memory, gamma)
-        else:
-            d = g * (-first_step / g.abs().max().clamp_min(1e-30))
+        d = _direction(g, memory, gamma) if memory else _downhill(g, first_step)
         slope = torch.dot(g, d)
         if slope >= 0:  # not a descent direction: forget the curvature and go downhill
             memory.clear()
-            d = g * (-first_step / g.abs().max().clamp_min(1e-30))
+            d = _downhill(g, first_step)
             slope = torch.dot(g, d)
         t, evaluations = 1.0, 0
         for _ in range(max_halvings):

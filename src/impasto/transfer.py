@@ -250,7 +250,8 @@ def stylize(content: ImageLike, style: ImageLike | Sequence[ImageLike], *,
 
     run = _Run(config, network, device, callback)
     painted_content, painted_styles = _color_inputs(config, content_img, style_imgs)
-    image, interrupted = _coarse_to_fine(run, painted_content, painted_styles, mask_imgs, sizes)
+    image, interrupted = _coarse_to_fine(run, painted_content, painted_styles, mask_imgs, sizes,
+                                         math.prod(final_size))
     if tuple(image.shape[-2:]) != (final_size[1], final_size[0]):  # interrupted at a coarse scale
         image = F.interpolate(image, size=(final_size[1], final_size[0]), mode="bicubic", align_corners=False)
     result = image.detach().clamp(0, 1).cpu()
@@ -262,11 +263,11 @@ def stylize(content: ImageLike, style: ImageLike | Sequence[ImageLike], *,
 
 
 def _coarse_to_fine(run: _Run, content: PIL.Image.Image, styles: Sequence[PIL.Image.Image],
-                    masks: Sequence[PIL.Image.Image | None], sizes: Sequence[int]) -> tuple[torch.Tensor, bool]:
+                    masks: Sequence[PIL.Image.Image | None], sizes: Sequence[int],
+                    final_pixels: int) -> tuple[torch.Tensor, bool]:
     """Optimise at each size in turn, starting each from the last one's result upsampled."""
     config = run.config
     counts = split_iterations(config.iterations, sizes)
-    final_pixels = math.prod(resize_longest(content, sizes[-1]).size)
     image, done, interrupted = None, 0, False
     try:
         for index, (longest, steps) in enumerate(zip(sizes, counts), start=1):

@@ -8,12 +8,13 @@ happens here and nowhere else.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .config import POOLINGS
 from .errors import ImpastoError
 from .weights import ARCHITECTURES, VGGWeights, load_weights
 
@@ -46,8 +47,8 @@ class VGG(nn.Module):
 
     def __init__(self, weights: VGGWeights, pooling: str = "max") -> None:
         super().__init__()
-        if pooling not in ("max", "avg"):
-            raise ImpastoError(f"--pooling {pooling!r} is not one of: max, avg")
+        if pooling not in POOLINGS:
+            raise ImpastoError(f"--pooling {pooling!r} is not one of: {', '.join(POOLINGS)}")
         self.arch = weights.arch
         self.pooling = pooling
         self.source = weights.source
@@ -90,6 +91,14 @@ class VGG(nn.Module):
                 convs[f"conv{block}_{i}"] = (weight, torch.randn(width, generator=generator) * 0.01)
                 channels = width
         return cls(VGGWeights(arch, convs, "torchvision", f"random {arch}"), pooling)
+
+    def conv_shapes(self, width: int, height: int, last: str) -> Iterator[tuple[str, torch.Tensor, int, int]]:
+        """(conv name, its weight, output width, output height) for each conv up to layer `last`."""
+        for name in self.layer_names[: self.layer_names.index(last) + 1]:
+            if name.startswith("conv"):
+                yield name, self.convs[name].weight, width, height
+            elif name.startswith("pool"):
+                width, height = width // 2, height // 2
 
     @property
     def conv_layers(self) -> tuple[str, ...]:
