@@ -92,10 +92,12 @@ def bad_cases(tmp, content, style):
         ([content, style, style, "-o", out, "--style-weights", "1"], ["1 --style-weights for 2 style"]),
         ([content, style, "-o", out, "--pooling", "median"], ["--pooling"]),
         ([content, style, "-o", out, "--weights", text], ["notes.png"]),
+        ([content, style, "-o", out, "--save-every", "-1"], ["--save-every"]),
+        ([content, style, "-o", out, "--style-layer-weights", "1", "nan"], ["--style-layer-weights", "finite"]),
     ]
 
 
-@pytest.mark.parametrize("case", range(15))
+@pytest.mark.parametrize("case", range(17))
 def test_bad_input_is_one_line_exit_2_and_no_output(capsys, files, case):
     tmp, content, style = files
     argv, fragments = bad_cases(tmp, content, style)[case]
@@ -163,3 +165,10 @@ def test_console_script_and_module_agree(files):
                               capture_output=True, text=True)
         assert proc.returncode == 2
         assert proc.stderr.strip() == "impasto: error: --size 0 must be between 1 and 8192"
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.startswith("impasto ")
