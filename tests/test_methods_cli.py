@@ -46,6 +46,7 @@ FLAGS = [
     ["--improved", "--no-correlation-chain"],
     ["--scales", "2", "--min-size", "24"],
     ["--style-layer-weights", "0.5", "0.2", "0.1", "0.1", "0.1"],
+    ["--no-winograd"],
 ]
 
 

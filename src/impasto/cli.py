@@ -17,7 +17,7 @@ from . import __version__
 from .config import IMPROVED, StyleConfig
 from .errors import ImpastoError
 from .images import check_output_path, save_image
-from .memory import format_bytes
+from .memory import format_bytes, reuse_freed_memory
 from .postprocess import color_transfer, mask_transfer
 from .transfer import Progress, stylize
 
@@ -122,6 +122,7 @@ def run_stylize(argv: Sequence[str]) -> int:
     config = StyleConfig(**options)
     out = check_output_path(output, [content, *styles, *(masks or [])])
     bar = _progress_bar(config.iterations, quiet)
+    reuse_freed_memory()
     try:
         result = stylize(content, styles, masks=masks, config=config, callback=_callback(bar, out, save_every))
     finally:

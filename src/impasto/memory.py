@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ctypes
 import math
 import os
+import platform
 import sys
 
 import torch
@@ -23,11 +25,13 @@ def activation_bytes(network: VGG, width: int, height: int, last: str) -> int:
     return sum(weight.shape[0] * w * h * 4 for _, weight, w, h in network.conv_shapes(width, height, last))
 
 
-def estimate_bytes(network: VGG, width: int, height: int, last: str, history: int = 20) -> int:
-    """Expected peak memory of a run whose final image has this size."""
+def estimate_bytes(network: VGG, width: int, height: int, last: str, device: torch.device | None = None,
+                   history: int = 20) -> int:
+    """Expected peak memory of a run whose final image has this size, on `device` (default CPU)."""
     image = 3 * width * height * 4
     optimiser = (2 * history + 6) * image  # L-BFGS pairs plus a few working copies
-    return int(ACTIVATION_FACTOR * activation_bytes(network, width, height, last) + optimiser + OVERHEAD)
+    filters = network.winograd_bytes(last, device or torch.device("cpu"))
+    return int(ACTIVATION_FACTOR * activation_bytes(network, width, height, last) + optimiser + filters + OVERHEAD)
 
 
 def available_bytes(device: torch.device) -> int | None:
@@ -53,13 +57,13 @@ def available_bytes(device: torch.device) -> int | None:
 def check_memory(network: VGG, width: int, height: int, last: str, device: torch.device) -> None:
     """ImpastoError, before any work, when the final size will not fit; names the largest that does."""
     available = available_bytes(device)
-    need = estimate_bytes(network, width, height, last)
+    need = estimate_bytes(network, width, height, last, device)
     if available is None or need <= available:
         return
     longest = max(width, height)
     fits = longest
     while fits > 16 and estimate_bytes(network, max(1, width * fits // longest),
-                                       max(1, height * fits // longest), last) > available:
+                                       max(1, height * fits // longest), last, device) > available:
         fits = int(fits * 0.95)
     raise ImpastoError(f"a {width}x{height} image needs about {need / 2**30:.1f} GB of memory but "
                        f"{available / 2**30:.1f} GB is available on {device.type}; use --size {fits} or less")
@@ -75,6 +79,33 @@ def peak_bytes(device: torch.device) -> int | None:
         return None
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return rss if sys.platform == "darwin" else rss * 1024
+
+
+# glibc mallopt() parameters (malloc.h).
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+
+
+def reuse_freed_memory() -> bool:
+    """Have glibc's malloc keep freed blocks for reuse instead of handing them back to the kernel.
+
+    Every evaluation allocates and frees the same large activation and gradient buffers. By
+    default glibc serves each large block with a fresh mapping and unmaps it on free, so the
+    kernel zero-fills every page again on the next evaluation: at 512 px that measured 148,000
+    page faults and 0.54 s of system time per evaluation, against about 600 and 0.01 s with this
+    (about 10 % faster evaluations). The price: memory freed after the peak stays with the
+    process. The CLI calls this; library users may. Returns False (and does nothing) where the C
+    library is not glibc.
+    """
+    if platform.libc_ver()[0] != "glibc":
+        return False
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError, TypeError):
+        return False
+    mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
+    # Older glibc refuses thresholds above 32 MB; then take 32 MB, which still covers most buffers.
+    kept = mallopt(_M_MMAP_THRESHOLD, 2**31 - 1) or mallopt(_M_MMAP_THRESHOLD, 32 * 2**20)
+    return bool(kept and mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))
 
 
 def format_bytes(count: int) -> str:

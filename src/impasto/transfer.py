@@ -101,7 +101,7 @@ def style_layers_for(config: StyleConfig, network: VGG) -> tuple[str, ...]:
 
 def build_network(config: StyleConfig, device: torch.device) -> VGG:
     """The VGG network that config names, on a device."""
-    return VGG.load(config.weights, config.weights_format, config.pooling).to_device(device)
+    return VGG.load(config.weights, config.weights_format, config.pooling, config.winograd).to_device(device)
 
 
 def _init_image(config: StyleConfig, content: torch.Tensor, style: PIL.Image.Image,
@@ -242,22 +242,26 @@ def stylize(content: ImageLike, style: ImageLike | Sequence[ImageLike], *,
         raise ImpastoError(f"got {len(config.style_blend)} --style-weights for {len(style_imgs)} style images; "
                            "give one weight per style")
     network = network.to_device(device) if network is not None else build_network(config, device)
-    check_layers(config.content_layers, network.layer_names, "--content-layers")
-    used = set(config.content_layers) | set(style_layers_for(config, network))
-    sizes = scale_sizes(config.size, config.scales, config.min_size)
-    final_size = resize_longest(content_img, sizes[-1]).size
-    check_memory(network, *final_size, max(used, key=network.layer_names.index), device)
+    winograd, network.winograd = network.winograd, config.winograd  # a given network: for this run only
+    try:
+        check_layers(config.content_layers, network.layer_names, "--content-layers")
+        used = set(config.content_layers) | set(style_layers_for(config, network))
+        sizes = scale_sizes(config.size, config.scales, config.min_size)
+        final_size = resize_longest(content_img, sizes[-1]).size
+        check_memory(network, *final_size, max(used, key=network.layer_names.index), device)
 
-    run = _Run(config, network, device, callback)
-    painted_content, painted_styles = _color_inputs(config, content_img, style_imgs)
-    image, interrupted = _coarse_to_fine(run, painted_content, painted_styles, mask_imgs, sizes,
-                                         math.prod(final_size))
-    if tuple(image.shape[-2:]) != (final_size[1], final_size[0]):  # interrupted at a coarse scale
-        image = F.interpolate(image, size=(final_size[1], final_size[0]), mode="bicubic", align_corners=False)
-    result = image.detach().clamp(0, 1).cpu()
-    if config.preserve_color == "luminance":
-        content_full = pil_to_tensor(resize_to(content_img, (result.shape[-1], result.shape[-2])))
-        result = color.combine_luminance(color.luminance(result), content_full)
+        run = _Run(config, network, device, callback)
+        painted_content, painted_styles = _color_inputs(config, content_img, style_imgs)
+        image, interrupted = _coarse_to_fine(run, painted_content, painted_styles, mask_imgs, sizes,
+                                             math.prod(final_size))
+        if tuple(image.shape[-2:]) != (final_size[1], final_size[0]):  # interrupted at a coarse scale
+            image = F.interpolate(image, size=(final_size[1], final_size[0]), mode="bicubic", align_corners=False)
+        result = image.detach().clamp(0, 1).cpu()
+        if config.preserve_color == "luminance":
+            content_full = pil_to_tensor(resize_to(content_img, (result.shape[-1], result.shape[-2])))
+            result = color.combine_luminance(color.luminance(result), content_full)
+    finally:
+        network.winograd = winograd
     return StylizeResult(result, run.history, config, time.perf_counter() - run.start, interrupted,
                          peak_bytes(device))
 

