@@ -66,10 +66,10 @@ class VGG(nn.Module):
         self._winograd: dict[str, WinogradConv3x3] = {}  # transformed filters, made on first use
         self.convs = nn.ModuleDict()
         for name, (weight, bias) in weights.convs.items():
-            conv = nn.Conv2d(weight.shape[1], weight.shape[0], 3, padding=1)
-            with torch.no_grad():
-                conv.weight.copy_(weight)
-                conv.bias.copy_(bias)
+            # Made on the meta device: no random initialisation of weights that are replaced anyway.
+            conv = nn.Conv2d(weight.shape[1], weight.shape[0], 3, padding=1, device="meta")
+            conv.weight = nn.Parameter(weight.detach().float().clone())
+            conv.bias = nn.Parameter(bias.detach().float().clone())
             self.convs[name] = conv
         self.requires_grad_(False)
         self.eval()

@@ -44,13 +44,14 @@ _OUTPUT_1D = torch.tensor([[1, 1, 1, 1, 1, 0],
 # Both directions of a tile at once, acting on the row-major flattened 6x6 (36) tile.
 _INPUT = torch.kron(_INPUT_1D, _INPUT_1D).float()  # (36, 36)
 _OUTPUT = torch.kron(_OUTPUT_1D, _OUTPUT_1D).float()  # (16, 36)
+_FILTER = torch.kron(_FILTER_1D, _FILTER_1D).float()  # (36, 9), on the flattened 3x3 filter
 
 
 def transform_filters(weight: torch.Tensor) -> torch.Tensor:
     """(K, C, 3, 3) filters in the Winograd domain: (36, C, K), one C x K matrix per tile position."""
-    g = _FILTER_1D.float()
-    u = g @ weight.detach().float().cpu() @ g.T  # (K, C, 6, 6)
-    return u.permute(2, 3, 1, 0).reshape(36, weight.shape[1], weight.shape[0]).contiguous()
+    k, c = weight.shape[:2]
+    taps = weight.detach().float().cpu().permute(2, 3, 1, 0).reshape(9, c * k)  # row-major 3x3 taps
+    return (_FILTER @ taps).view(36, c, k)
 
 
 def conv3x3(x: torch.Tensor, filters: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
