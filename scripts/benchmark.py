@@ -4,21 +4,22 @@
     .venv/bin/python scripts/benchmark.py --quick    # per-evaluation speed and memory only
 
 Reports (and writes to --out):
-1. seconds per evaluation (forward + backward) at 256 and 512 px for impasto and for the `pastiche`
-   command on the same layers, and the ratio;
-2. impasto's conv GFLOP/s per evaluation as a share of a float32 matmul peak measured in this run;
+1. seconds per evaluation (forward + backward) at 256 and 512 px for impasto, for impasto with
+   direct convolution only (--no-winograd), and for the `pastiche` command on the same layers;
+2. impasto's conv GFLOP/s per evaluation (direct convolution's FLOP count) as a share of a float32
+   matmul peak measured in this run;
 3. time to result on pastiche's objective J = MSE(relu4_2) + 1000 * sum_l MSE(Gram_l / (C H W))
    (pastiche's defaults times 100): pastiche's default run against impasto's default schedule
    with weights that give the same objective, J of both outputs by one function, and the time
    impasto needs to reach pastiche's final J;
-4. peak memory (max RSS) of impasto at 512 and 1024 px.
+4. peak memory (max RSS) of the impasto command at 512, 1024 and 2048 px;
+and the start-up time of the command.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
-import resource
 import shutil
 import statistics
 import subprocess
@@ -33,6 +34,7 @@ import torch.nn.functional as F
 from impasto import StyleConfig, VGG, stylize
 from impasto.images import pil_to_tensor, read_image, resize_longest, resize_to
 from impasto.losses import StyleRepresentation, gram_matrix
+from impasto.memory import reuse_freed_memory
 from impasto.objective import Objective
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -202,20 +204,33 @@ def impasto_run(network: VGG, config: StyleConfig, objective: PasticheObjective,
     return reached, result.seconds, objective(result.tensor)
 
 
-def peak_memory_mb(longest: int) -> float:
-    """Max RSS of a child process that runs a few impasto steps at this size."""
-    code = ("import impasto; impasto.stylize(%r, %r, size=%d, iterations=3, scales=1)"
-            % (str(CONTENT), str(STYLE), longest))
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    subprocess.run([sys.executable, "-c", code], check=True)
-    after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return max(before, after) / 1024
+def cli_child(longest: int, iterations: int, output: Path) -> tuple[float, float]:
+    """(wall seconds, max RSS in MB) of one `impasto` command in a fresh process."""
+    argv = [str(CONTENT), str(STYLE), "-o", str(output), "--size", str(longest),
+            "--iterations", str(iterations), "--scales", "1", "-q"]
+    code = ("import resource, sys; from impasto.cli import main; status = main(%r); "
+            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss); sys.exit(status)" % argv)
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if done.returncode != 0:
+        raise RuntimeError(done.stderr.strip().splitlines()[-1])
+    return seconds, int(done.stdout.split()[-1]) / 1024
+
+
+def startup_seconds(tmp: Path, repeats: int = 3) -> tuple[float, float]:
+    """(importing torch, a whole 1-iteration command at 128 px), medians of fresh processes."""
+    torch_import = statistics.median(
+        timed(lambda: subprocess.run([sys.executable, "-c", "import torch"], check=True)) for _ in range(repeats))
+    command = statistics.median(cli_child(128, 1, tmp / "startup.png")[0] for _ in range(repeats))
+    return torch_import, command
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="skip pastiche's 1000-step default run")
     parser.add_argument("--sizes", type=int, nargs="+", default=[256, 512])
+    parser.add_argument("--memory-sizes", type=int, nargs="+", default=[512, 1024, 2048])
     parser.add_argument("--out", type=Path, default=ROOT / "out" / "benchmark.txt")
     parser.add_argument("--cache", type=Path, default=ROOT / "out" / "pastiche",
                         help="where pastiche's default run is kept between runs of this script")
@@ -226,22 +241,36 @@ def main() -> None:
         image, seconds = pastiche_default_run(args.cache)
         print(f"pastiche's default run: {image}, {seconds:.1f} s")
         return
+    reuse_freed_memory()  # as the impasto command does
     network = VGG.load().to_device(torch.device("cpu"))
     peak = matmul_peak()
     lines = [f"torch {torch.__version__}, {torch.get_num_threads()} threads, float32 matmul peak {peak:.0f} GFLOP/s",
-             "", "seconds per evaluation (forward + backward, relu4_2 content, relu1_1..relu5_1 style):",
-             f"{'size':>9} {'impasto':>9} {'pastiche':>9} {'speed-up':>9} {'GFLOP/s':>8} {'of peak':>8}"]
+             "", "seconds per evaluation (forward + backward, relu4_2 content, relu1_1..relu5_1 style);",
+             "GFLOP/s counts direct convolution's FLOPs, so Winograd can take it past the matmul peak:",
+             f"{'size':>9} {'impasto':>9} {'direct':>9} {'pastiche':>9} {'speed-up':>9} {'GFLOP/s':>8} {'of peak':>8}"]
     print("\n".join(lines), flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         for longest in args.sizes:
             ours, (w, h) = impasto_seconds_per_evaluation(network, longest)
+            network.winograd = False
+            direct, _ = impasto_seconds_per_evaluation(network, longest)
+            network.winograd = True
             theirs = pastiche_seconds_per_evaluation(longest, Path(tmp), guess=ours)
             rate = conv_gflop(network, w, h) / ours
-            lines.append(f"{w:>4}x{h:<4} {ours:9.3f} {theirs:9.3f} {theirs / ours:8.2f}x {rate:8.0f} {rate / peak:8.0%}")
+            lines.append(f"{w:>4}x{h:<4} {ours:9.3f} {direct:9.3f} {theirs:9.3f} {theirs / ours:8.2f}x {rate:8.0f} "
+                         f"{rate / peak:8.0%}")
             print(lines[-1], flush=True)
-        lines += ["", "peak memory (max RSS) of a run:"]
-        for longest in (512, 1024):
-            lines.append(f"{longest:>9} px {peak_memory_mb(longest):8.0f} MB")
+        torch_import, command = startup_seconds(Path(tmp))
+        lines += ["", f"start-up: a whole 1-iteration command at 128 px takes {command:.2f} s, "
+                      f"of which importing torch {torch_import:.2f} s"]
+        lines += ["", "peak memory (max RSS) of a 3-iteration command:"]
+        print("\n".join(lines[-3:]), flush=True)
+        for longest in args.memory_sizes:
+            try:
+                seconds, rss = cli_child(longest, 3, Path(tmp) / "memory.png")
+                lines.append(f"{longest:>9} px {rss:8.0f} MB  ({seconds:.0f} s)")
+            except RuntimeError as error:
+                lines.append(f"{longest:>9} px  {error}")
             print(lines[-1], flush=True)
         if not args.quick:
             lines += [""] + time_to_result(network, args.cache)

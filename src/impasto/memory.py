@@ -13,10 +13,11 @@ import torch
 from .errors import ImpastoError
 from .vgg import VGG
 
-# Measured on CPU with VGG-19 to relu5_1 (scripts/benchmark.py --memory): the peak of one forward
-# and backward pass is 2.0-2.1 times the bytes of all conv outputs, for the saved activations plus
-# the gradients alive during the backward pass.
-ACTIVATION_FACTOR = 2.2
+# Measured on CPU with VGG-19 to relu5_1 (scripts/benchmark.py, 3-iteration commands at 512, 1024
+# and 2048 px): the peak is up to 2.9 times the bytes of all conv outputs, besides the transformed
+# Winograd filters: the saved activations, the gradients alive during the backward pass, Winograd's
+# tiles, and what glibc keeps after reuse_freed_memory().
+ACTIVATION_FACTOR = 3.0
 OVERHEAD = 600 * 2**20  # the interpreter, torch and the weights
 
 
