@@ -201,8 +201,8 @@ def test_too_large_a_size_stops_before_allocating(tiny_net, images, monkeypatch)
 def test_memory_estimate_grows_with_pixels(real_net):
     from impasto.memory import estimate_bytes
     small, large = (estimate_bytes(real_net, s, s, "relu5_1") for s in (512, 1024))
-    # Measured here (scripts/benchmark.py): a 1024x683 command peaks at 2.9-3.1 GB.
-    assert 3.1 * 2**30 < estimate_bytes(real_net, 1024, 683, "relu5_1") < 4.5 * 2**30
+    # Measured here (scripts/benchmark.py): a 1024x683 command peaks at 2.9-3.2 GB.
+    assert 3.2 * 2**30 < estimate_bytes(real_net, 1024, 683, "relu5_1") < 4.5 * 2**30
     assert 3 < (large - 600 * 2**20) / (small - 600 * 2**20) < 4.5
 
 
