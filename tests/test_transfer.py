@@ -215,15 +215,33 @@ def test_interrupt_at_a_coarse_scale_still_gives_the_full_size(tiny_net, images)
     assert result.interrupted and result.image.size == (64, 43)
 
 
-def test_freed_memory_is_reused_without_page_faults():
-    """After reuse_freed_memory(), a large buffer freed and allocated again costs no page faults."""
-    resource = pytest.importorskip("resource")
-    from impasto.memory import reuse_freed_memory
-    if not reuse_freed_memory():
-        pytest.skip("the C library is not glibc")
-    pages = 64 * 2**20 // 4096
-    torch.empty(64 * 2**20, dtype=torch.uint8).fill_(1)  # allocated, touched, freed
+FREED_MEMORY_PROBE = """
+import resource, sys, torch
+from impasto.memory import reuse_freed_memory
+if not reuse_freed_memory():
+    print("skip"); sys.exit()
+for _ in range(8):  # an evaluation's pattern: large buffers allocated, touched, freed, again
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    torch.empty(64 * 2**20, dtype=torch.uint8).fill_(2)
-    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
-    assert faults < pages // 10, f"{faults} page faults for {pages} pages"
+    buffers = [torch.empty(n * 2**20, dtype=torch.uint8).fill_(1) for n in (64, 16, 48)]
+    del buffers
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+def test_freed_memory_is_reused_without_page_faults():
+    """After reuse_freed_memory(), large buffers freed and allocated again cost no page faults.
+
+    In a fresh process: the test process's own heap, after hundreds of tests, says little. The
+    heap may take a few rounds to settle (small blocks can land between the freed large ones and
+    keep them apart), so the last rounds are the steady state that every evaluation then sees.
+    """
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, "-c", FREED_MEMORY_PROBE], capture_output=True, text=True,
+                         check=True).stdout.split()
+    if out == ["skip"]:
+        pytest.skip("the C library is not glibc")
+    faults = list(map(int, out))
+    pages = 128 * 2**20 // 4096
+    assert faults[0] > pages // 2  # the first time every page is new
+    assert max(faults[-3:]) < pages // 20, f"{faults} page faults for {pages} pages a round"
