@@ -17,7 +17,7 @@ from torch import nn
 from .config import POOLINGS
 from .errors import ImpastoError
 from .weights import ARCHITECTURES, VGGWeights, load_weights
-from .winograd import MIN_CHANNELS, MIN_WORK, WinogradConv3x3
+from .winograd import MIN_CHANNELS, MIN_WORK, WinogradConv3x3, filter_bytes
 
 CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -150,8 +150,8 @@ class VGG(nn.Module):
                 and self.convs[name].in_channels >= self.winograd_min_channels)
 
     def winograd_bytes(self, last: str, device: torch.device) -> int:
-        """Memory of the Winograd-domain filters that a pass to layer `last` on `device` builds."""
-        return sum(2 * 36 * weight.shape[0] * weight.shape[1] * 4
+        """Memory of the Winograd-domain filters a pass to layer `last` on `device` may build (at most)."""
+        return sum(filter_bytes(weight)
                    for name, weight, _, _ in self.conv_shapes(1, 1, last) if self.uses_winograd(name, device))
 
     def _convolve(self, name: str, x: torch.Tensor) -> torch.Tensor:

@@ -54,6 +54,11 @@ def transform_filters(weight: torch.Tensor) -> torch.Tensor:
     return (_FILTER @ taps).view(36, c, k)
 
 
+def filter_bytes(weight: torch.Tensor) -> int:
+    """Memory of a WinogradConv3x3's two transformed filter sets for this (K, C, 3, 3) weight."""
+    return 2 * 36 * weight.shape[0] * weight.shape[1] * 4
+
+
 def conv3x3(x: torch.Tensor, filters: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
     """conv2d(x, weight, bias, padding=1) for float32 CPU `x` (N, C, H, W), from transformed filters.
 
@@ -107,7 +112,3 @@ class WinogradConv3x3:
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return _Conv3x3.apply(x, self.filters, self.flipped, self.bias)
-
-    @property
-    def nbytes(self) -> int:
-        return 4 * (self.filters.numel() + self.flipped.numel() + self.bias.numel())
