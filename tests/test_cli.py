@@ -164,7 +164,7 @@ def test_console_script_and_module_agree(files):
         proc = subprocess.run([*command, str(content), str(style), "-o", str(tmp / "o.png"), "--size", "0"],
                               capture_output=True, text=True)
         assert proc.returncode == 2
-        assert proc.stderr.strip() == "impasto: error: --size 0 must be between 1 and 8192"
+        assert proc.stderr.strip() == "impasto: error: --size 0 must be between 1 and 32768"
 
 
 def test_version(capsys):

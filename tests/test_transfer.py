@@ -9,7 +9,8 @@ from impasto import StyleConfig, stylize
 from impasto.color import rgb_to_yiq
 from impasto.errors import ImpastoError
 from impasto.losses import StyleRepresentation
-from impasto.objective import Objective
+from impasto.terms import StyleLoss
+from impasto.tiling import Window
 from impasto.transfer import resolve_device, scale_sizes, split_iterations, style_layers_for
 
 from conftest import pattern, stripes, to_tensor
@@ -87,18 +88,20 @@ def test_all_conv_layers_mode_uses_every_conv(tiny_net):
 
 def test_style_gradient_is_zero_in_the_masked_out_region(tiny_net):
     torch.manual_seed(0)
-    content, style = torch.rand(1, 3, 32, 32), torch.rand(1, 3, 32, 32)
+    style = torch.rand(1, 3, 32, 32)
     mask = torch.zeros(1, 1, 32, 32)
     mask[..., :, :8] = 1  # only the left quarter is styled
-    rep = StyleRepresentation(("relu1_1", "relu1_2"), shift=-1.0)
-    obj = Objective(tiny_net, content, [style], rep, (), (0.0, 1.0, 0.0), masks=[mask])
+    layers = ("relu1_1", "relu1_2")
+    rep = StyleRepresentation(layers, shift=-1.0)
+    whole = Window.whole(32, 32)
+    targets = [s / a for s, a in zip(rep.sums(tiny_net(style, layers), whole), rep.areas(32, 32))]
+    term = StyleLoss(rep, [targets], [1.0], [mask], (32, 32), 1.0)
     image = torch.rand(1, 3, 32, 32, requires_grad=True)
     grads = {}
-    features = tiny_net(image, ["relu1_1", "relu1_2"])
+    features = tiny_net(image, layers)
     for name, f in features.items():
         f.register_hook(lambda g, n=name: grads.__setitem__(n, g))
-    obj.network = lambda x, layers: features  # reuse the hooked features
-    obj(image)["total"].backward()
+    term.loss(term.sums(features, whole)).backward()
     # The deepest style layer gets no gradient in the black area; relu1_1 also feeds relu1_2
     # through a 3x3 conv, so its zero region starts one column later.
     assert grads["relu1_2"][..., :, 8:].abs().max() == 0
@@ -123,12 +126,12 @@ def test_mask_count_must_match_styles(tiny_net, images, tmp_path):
 
 
 def test_explicit_layer_weights_count_must_match(tiny_net, images):
-    with pytest.raises(ImpastoError, match="2 --style-layer-weights for 5 style terms"):
+    with pytest.raises(ImpastoError, match="2 style_layer_weights for 5 style terms"):
         stylize(*images, style_layer_weights=(1.0, 2.0), network=tiny_net, **FAST)
 
 
 def test_style_weight_count_must_match(tiny_net, images):
-    with pytest.raises(ImpastoError, match="3 --style-weights for 2 style"):
+    with pytest.raises(ImpastoError, match="3 style_blend for 2 style"):
         stylize(images[0], [images[1], images[1]], style_blend=(1, 1, 1), network=tiny_net, **FAST)
 
 
@@ -190,11 +193,17 @@ def test_bad_options_are_one_line_errors(tiny_net, images, option, value, messag
 def test_too_large_a_size_stops_before_allocating(tiny_net, images, monkeypatch):
     import impasto.memory as memory
     monkeypatch.setattr(memory, "available_bytes", lambda device: 2 * 2**30)
-    with pytest.raises(ImpastoError, match=r"needs about .* GB .* use --size \d+ or less") as info:
+    with pytest.raises(ImpastoError, match=r"needs about .* GB of memory even in tiles .* use size \d+ or less") as info:
         stylize(*images, network=tiny_net, size=8000, iterations=1, scales=1)
-    fits = int(str(info.value).split("--size ")[1].split()[0])
+    fits = int(str(info.value).split("use size ")[1].split()[0])
     assert 100 < fits < 8000
-    assert memory.estimate_bytes(tiny_net, fits, fits * 2 // 3, "relu5_1") <= 2 * 2**30
+    # The suggestion is the largest size that passes the same check, whatever size was asked for.
+    need = memory.Need(tiny_net, ("relu4_2", "relu5_1"), ("relu4_2",), torch.device("cpu"))
+    assert memory.plan(need, fits, fits * 2 // 3) is not None
+    assert memory.plan(need, fits + 2, (fits + 2) * 2 // 3) is None
+    with pytest.raises(ImpastoError) as other:
+        stylize(*images, network=tiny_net, size=4000, iterations=1, scales=1)
+    assert f"use size {fits} or less" in str(other.value)
 
 
 @pytest.mark.weights

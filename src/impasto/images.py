@@ -339,3 +339,32 @@ def save_image(img: torch.Tensor | Image.Image, path: str | os.PathLike) -> Path
         raise _error(f"cannot write output {os.fspath(path)} ({_reason(exc)}); "
                      "check free disk space and permissions") from exc
     return target
+
+
+# --- resizing tensors --------------------------------------------------------------------------
+
+
+def fit_longest(width: int, height: int, longest: int) -> tuple[int, int]:
+    """(width, height) scaled so the longer side is `longest`, aspect ratio kept, none under 1."""
+    scale = longest / max(width, height)
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def resize_image(image: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """A new (N, C, height, width) float tensor: antialiased bicubic, clamped to [0, 1]."""
+    if tuple(image.shape[-2:]) == (height, width):
+        return image.clone()
+    shrinking = height < image.shape[-2] or width < image.shape[-1]
+    resized = torch.nn.functional.interpolate(image, size=(height, width), mode="bicubic",
+                                              align_corners=False, antialias=shrinking)
+    return resized.clamp_(0.0, 1.0)
+
+
+def resize_mask_image(mask: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """A binary (1, 1, height, width) mask: area-averaged (or bilinear when enlarging), then >= 0.5."""
+    if tuple(mask.shape[-2:]) != (height, width):
+        shrinking = height <= mask.shape[-2] and width <= mask.shape[-1]
+        mode = "area" if shrinking else "bilinear"
+        mask = torch.nn.functional.interpolate(mask, size=(height, width), mode=mode,
+                                               **({} if shrinking else {"align_corners": False}))
+    return (mask >= 0.5).float()

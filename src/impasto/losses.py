@@ -8,10 +8,14 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+import math
+
 import torch
 import torch.nn.functional as F
 
 from .errors import ImpastoError
+from .tiling import Window
+from .vgg import layer_stride
 
 
 def content_loss(features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -48,15 +52,28 @@ def gram_matrix(features: torch.Tensor, shift: float = 0.0,
     return x.T @ x / _area(features, mask)
 
 
+def pool_to_deep(shallow: torch.Tensor, factor: int) -> torch.Tensor:
+    """A shallower layer's maps averaged over `factor` x `factor` blocks, on the network's own
+    pooling grid, so each position lines up with one of the deeper layer's."""
+    return F.avg_pool2d(shallow, factor) if factor > 1 else shallow
+
+
+def _factor(deep: torch.Tensor, shallow: torch.Tensor) -> int:
+    """The pooling factor between two layers' maps, from their heights."""
+    ratio = shallow.shape[-2] / max(1, deep.shape[-2])
+    return 2 ** max(0, round(math.log2(max(ratio, 1.0))))
+
+
 def cross_gram(deep: torch.Tensor, shallow: torch.Tensor, shift: float = 0.0,
-               mask: torch.Tensor | None = None) -> torch.Tensor:
+               mask: torch.Tensor | None = None, factor: int | None = None) -> torch.Tensor:
     """(C_deep, C_shallow) correlations between two layers (Novak & Nikulin's correlation chain).
 
-    The shallower layer's maps are average-pooled to the deeper layer's size when a pooling step
-    lies between them; `mask` is at the deeper layer's size.
+    The shallower layer's maps are average-pooled by `factor` (the poolings between the layers;
+    default: from the maps' sizes) to the deeper layer's grid; `mask` is at the deeper layer's size.
+    Novak & Nikulin leave the resampling open; pooling on the network's own grid (rather than
+    adaptive pooling) keeps each deep position paired with the pixels it sees, and lets tiles add up.
     """
-    if shallow.shape[-2:] != deep.shape[-2:]:
-        shallow = F.adaptive_avg_pool2d(shallow, deep.shape[-2:])
+    shallow = pool_to_deep(shallow, factor or _factor(deep, shallow))
     a = _flat(deep, shift, mask)
     b = _flat(shallow, shift, mask)
     return a.T @ b / _area(deep, mask)
@@ -102,10 +119,10 @@ class StyleRepresentation:
 
     def __post_init__(self) -> None:
         if self.chain and len(self.layers) < 2:
-            raise ImpastoError("--correlation-chain needs at least two style layers")
+            raise ImpastoError("correlation_chain needs at least two style layers")
         if self.explicit is not None and len(self.explicit) != len(self.terms):
-            raise ImpastoError(f"got {len(self.explicit)} --style-layer-weights for {len(self.terms)} style terms; "
-                               "give one weight per style layer (per adjacent pair with --correlation-chain)")
+            raise ImpastoError(f"got {len(self.explicit)} style_layer_weights for {len(self.terms)} style terms; "
+                               "give one weight per style layer (per adjacent pair with correlation_chain)")
 
     @property
     def terms(self) -> list[tuple[str, str | None]]:
@@ -135,6 +152,37 @@ class StyleRepresentation:
     def loss(self, grams: Sequence[torch.Tensor], targets: Sequence[torch.Tensor]) -> torch.Tensor:
         """Sum over terms of w_l * E_l."""
         return sum(w * gram_loss(g, t) for w, g, t in zip(self.weights, grams, targets))
+
+    def sums(self, features: Mapping[str, torch.Tensor], window: Window,
+             masks: Mapping[str, torch.Tensor] | None = None) -> list[torch.Tensor]:
+        """Per term, the Gram matrix's sum over the positions `window` owns, not yet divided.
+
+        `features` are the window's; `masks` map a layer to its mask over the *whole* image at that
+        layer's size. Summed over the tiles of an image, these are the whole image's sums exactly.
+        """
+        out = []
+        for layer, partner in self.terms:
+            stride = layer_stride(layer)
+            mask = window.crop(masks[layer], stride) if masks is not None else None
+            a = _flat(window.interior(features[layer], stride), self.shift, mask)
+            if partner is None:
+                out.append(a.T @ a)
+                continue
+            shallow = pool_to_deep(features[partner], stride // layer_stride(partner))
+            out.append(a.T @ _flat(window.interior(shallow, stride), self.shift, mask))
+        return out
+
+    def areas(self, height: int, width: int,
+              masks: Mapping[str, torch.Tensor] | None = None) -> list[torch.Tensor | float]:
+        """Per term, what its sums are divided by: the positions of its layer, or its mask's area."""
+        out: list[torch.Tensor | float] = []
+        for layer, _ in self.terms:
+            stride = layer_stride(layer)
+            if masks is None:
+                out.append(float((height // stride) * (width // stride)))
+            else:
+                out.append(masks[layer].sum().clamp_min(1.0))  # an empty mask gives an all-zero Gram
+        return out
 
 
 def resize_mask(mask: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

@@ -7,11 +7,15 @@ import math
 import os
 import platform
 import sys
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 
 import torch
 
+from .config import MIN_TILE
 from .errors import ImpastoError
-from .vgg import VGG
+from .tiling import Window, largest_window, windows
+from .vgg import VGG, layer_stride
 
 # Measured on CPU with VGG-19 to relu5_1 (scripts/benchmark.py, 3-iteration commands at 512, 1024
 # and 2048 px): besides the transformed Winograd filters, the peak is 2.4-3.3 times the bytes of all
@@ -20,6 +24,8 @@ from .vgg import VGG
 # to run (9.9 and 11.3 GB in two runs at 2048 px). 3.5 keeps the estimate above all of them.
 ACTIVATION_FACTOR = 3.5
 OVERHEAD = 600 * 2**20  # the interpreter, torch and the weights
+LBFGS_HISTORY = 20  # L-BFGS pairs kept, where memory allows
+MIN_HISTORY = 5
 
 
 def activation_bytes(network: VGG, width: int, height: int, last: str) -> int:
@@ -27,13 +33,45 @@ def activation_bytes(network: VGG, width: int, height: int, last: str) -> int:
     return sum(weight.shape[0] * w * h * 4 for _, weight, w, h in network.conv_shapes(width, height, last))
 
 
-def estimate_bytes(network: VGG, width: int, height: int, last: str, device: torch.device | None = None,
-                   history: int = 20) -> int:
-    """Expected peak memory of a run whose final image has this size, on `device` (default CPU)."""
+def image_copies(optimizer: str, history: int) -> int:
+    """Full-size float images alive at once: the optimiser's (L-BFGS: its history pairs; Adam:
+    two moments), plus the image, gradients, search direction, start image and content."""
+    return (2 * history if optimizer == "lbfgs" else 2) + 8
+
+
+def whole_image_bytes(network: VGG, width: int, height: int, content_layers: Sequence[str],
+                      optimizer: str = "lbfgs", history: int = LBFGS_HISTORY) -> int:
+    """Memory that grows with the whole image, however it is tiled: the optimiser's copies of
+    the image and the content's target features."""
     image = 3 * width * height * 4
-    optimiser = (2 * history + 6) * image  # L-BFGS pairs plus a few working copies
-    filters = network.winograd_bytes(last, device or torch.device("cpu"))
-    return int(ACTIVATION_FACTOR * activation_bytes(network, width, height, last) + optimiser + filters + OVERHEAD)
+    targets = sum(channels * (width // layer_stride(n)) * (height // layer_stride(n)) * 4
+                  for n in content_layers for channels in [_channels(network, n)])
+    return image_copies(optimizer, history) * image + targets
+
+
+def _channels(network: VGG, layer: str) -> int:
+    """Channels of a layer's output: those of the last conv at or before it."""
+    last_conv = [n for n in network.layer_names[: network.layer_names.index(layer) + 1] if n.startswith("conv")][-1]
+    return network.convs[last_conv].out_channels
+
+
+def pass_bytes(network: VGG, width: int, height: int, last: str) -> int:
+    """Memory of one forward and backward pass over a window of this size."""
+    return int(ACTIVATION_FACTOR * activation_bytes(network, width, height, last))
+
+
+def estimate_bytes(network: VGG, width: int, height: int, last: str, device: torch.device | None = None,
+                   history: int = LBFGS_HISTORY, optimizer: str = "lbfgs",
+                   content_layers: Sequence[str] = (), window: tuple[int, int] | None = None,
+                   winograd: bool | None = None) -> int:
+    """Expected peak memory of a run whose final image has this size, on `device` (default CPU).
+
+    `window` is the (width, height) of the largest tile with its halo when the run is tiled.
+    """
+    pass_w, pass_h = window or (width, height)
+    filters = network.winograd_bytes(last, device or torch.device("cpu"), winograd)
+    return (pass_bytes(network, pass_w, pass_h, last) + filters + OVERHEAD
+            + whole_image_bytes(network, width, height, content_layers, optimizer, history))
 
 
 def available_bytes(device: torch.device) -> int | None:
@@ -56,19 +94,126 @@ def available_bytes(device: torch.device) -> int | None:
         return None
 
 
+@dataclass(frozen=True)
+class Plan:
+    """How one scale runs: whole or in tiles, and the L-BFGS history that fits beside it."""
+
+    windows: tuple[Window, ...] | None  # None: the whole image in one pass
+    tile: int | None
+    history: int
+    estimate: int  # bytes
+
+    @property
+    def tiles(self) -> int:
+        return 1 if self.windows is None else len(self.windows)
+
+
+@dataclass(frozen=True)
+class Need:
+    """What a run asks of memory: its network, layers, optimiser and tiling choice."""
+
+    network: VGG
+    layers: tuple[str, ...]
+    content_layers: tuple[str, ...]
+    device: torch.device
+    optimizer: str = "lbfgs"
+    tile: int | str = "auto"
+    budget: int | None = None  # bytes; None: what the device has available
+    winograd: bool | None = None
+
+
+def _estimate(need: Need, width: int, height: int, history: int, window: tuple[int, int] | None) -> int:
+    return estimate_bytes(need.network, width, height, need.network.deepest(need.layers), need.device, history,
+                          need.optimizer, need.content_layers, window, need.winograd)
+
+
+def _tile_sizes(need: Need, width: int, height: int) -> list[int | None]:
+    """Candidate tile sizes, largest first (None: untiled); about 10 % apart down to MIN_TILE."""
+    if need.tile == "off":
+        return [None]
+    if isinstance(need.tile, int):
+        return [need.tile]
+    align = layer_stride(need.network.deepest(need.layers))
+    sizes: list[int | None] = [None]
+    tile = max(width, height)
+    while tile >= MIN_TILE:
+        tile = max(align, tile // align * align)
+        if not sizes or sizes[-1] != tile:
+            sizes.append(tile)
+        tile = min(tile - align, int(tile * 0.9))
+    return sizes
+
+
+def _window(need: Need, width: int, height: int, tile: int | None) -> tuple[int, int] | None:
+    """(width, height) of the largest window of this tiling, or None when it is one window."""
+    if tile is None:
+        return None
+    align = layer_stride(need.network.deepest(need.layers))
+    h, w, count = largest_window(height, width, tile, need.network.halo(need.layers), align)
+    return (w, h) if count > 1 else None
+
+
+def _budget(need: Need) -> int | None:
+    return need.budget if need.budget is not None else available_bytes(need.device)
+
+
+def plan(need: Need, width: int, height: int) -> Plan | None:
+    """The fastest way to run a scale of this size within the budget, or None if none fits.
+
+    Untiled if it fits (with tile="auto"), else the largest tiles that fit; L-BFGS keeps a
+    shorter history (down to MIN_HISTORY) only when even the smallest tiles leave too little room.
+    """
+    budget = _budget(need)
+    histories = [LBFGS_HISTORY] if need.optimizer != "lbfgs" else list(range(LBFGS_HISTORY, MIN_HISTORY - 1, -5))
+    candidates = [(tile, _window(need, width, height, tile)) for tile in _tile_sizes(need, width, height)]
+    for history in histories:
+        for tile, window in candidates:
+            estimate = _estimate(need, width, height, history, window)
+            if budget is None or estimate <= budget:
+                if window is None:
+                    return Plan(None, None, history, estimate)
+                align = layer_stride(need.network.deepest(need.layers))
+                cut = tuple(windows(height, width, tile, need.network.halo(need.layers), align))
+                return Plan(cut, tile, history, estimate)
+    return None
+
+
+def least_bytes(need: Need, width: int, height: int) -> int:
+    """The smallest estimate any tiling and history gives for this size."""
+    tiles = _tile_sizes(need, width, height)
+    return min(_estimate(need, width, height, MIN_HISTORY if need.optimizer == "lbfgs" else LBFGS_HISTORY,
+                         _window(need, width, height, tile)) for tile in tiles)
+
+
+def largest_fitting(need: Need, width: int, height: int) -> int:
+    """The largest longest side, at this aspect ratio, that plan() accepts (0 if none)."""
+    low, high = 0, max(width, height)
+    while low < high:
+        mid = (low + high + 1) // 2
+        w, h = max(1, width * mid // max(width, height)), max(1, height * mid // max(width, height))
+        if plan(need, w, h) is not None:
+            low = mid
+        else:
+            high = mid - 1
+    return low
+
+
 def check_memory(network: VGG, width: int, height: int, last: str, device: torch.device) -> None:
-    """ImpastoError, before any work, when the final size will not fit; names the largest that does."""
-    available = available_bytes(device)
-    need = estimate_bytes(network, width, height, last, device)
-    if available is None or need <= available:
-        return
-    longest = max(width, height)
-    fits = longest
-    while fits > 16 and estimate_bytes(network, max(1, width * fits // longest),
-                                       max(1, height * fits // longest), last, device) > available:
-        fits = int(fits * 0.95)
-    raise ImpastoError(f"a {width}x{height} image needs about {need / 2**30:.1f} GB of memory but "
-                       f"{available / 2**30:.1f} GB is available on {device.type}; use --size {fits} or less")
+    """ImpastoError, before any work, when an untiled run of this size will not fit."""
+    need = Need(network, (last,), (), device, tile="off")
+    if plan(need, width, height) is None:
+        raise memory_error(need, width, height)
+
+
+def memory_error(need: Need, width: int, height: int) -> ImpastoError:
+    """The one-line error for a size that does not fit, naming the largest that does."""
+    budget = _budget(need) or 0
+    fits = largest_fitting(need, width, height)
+    how = "" if need.tile == "off" else " even in tiles"
+    return ImpastoError(f"a {width}x{height} image needs about {format_bytes(least_bytes(need, width, height))} "
+                        f"of memory{how} but "
+                        f"{format_bytes(budget)} is available on {need.device.type}; use size {fits} or less"
+                        + ("" if need.tile != "off" else ", or tile auto"))
 
 
 def peak_bytes(device: torch.device) -> int | None:

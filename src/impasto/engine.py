@@ -1,0 +1,462 @@
+"""The engine every job shares.
+
+A `Painter` holds what does not change from one image to the next: the network, the styles, their
+masks and the Gram targets of each style size, computed once and reused by every content, frame
+or tile. `Painter.run(content)` starts a `Run`: an iterator of `Progress`, one per optimiser step,
+that stops when asked (`Run.stop()`, a `threading.Event`, or leaving the loop) and always has
+the image so far (`Run.result()`). The engine knows nothing of files or flags: it takes tensors
+(float RGB in [0, 1], (1, 3, H, W)) and a StyleConfig.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import PIL.Image
+import torch
+
+from . import color
+from .config import StyleConfig
+from .errors import ImpastoError
+from .images import fit_longest, resize_image, resize_mask_image, tensor_to_pil
+from .losses import StyleRepresentation
+from .memory import Need, Plan, memory_error, peak_bytes, plan
+from .objective import Evaluation, Objective, Stopped, feature_windows
+from .optim import adam, lbfgs
+from .terms import ContentLoss, StyleLoss, Term, TotalVariation
+from .tiling import Window
+from .vgg import VGG, check_layers, layer_stride
+
+
+@dataclass(frozen=True)
+class Progress:
+    """What a run reports after every optimiser step."""
+
+    iteration: int                 # 1-based, counted over all scales
+    total: int                     # planned iterations over all scales
+    scale: int                     # 1-based index of the current scale
+    scales: int
+    size: tuple[int, int]          # (width, height) being optimised now
+    losses: dict[str, float]       # weighted terms by name, and "total"
+    elapsed: float                 # seconds since the run started
+    current: Callable[[], PIL.Image.Image] = field(repr=False)  # the image so far, on request
+    tiles: int = 1                 # windows this scale is computed in (1 = untiled)
+
+
+ProgressCallback = Callable[[Progress], Any]
+"""Called after every step; returning False stops the run (None or anything else goes on)."""
+
+
+@dataclass
+class StylizeResult:
+    """The stylised image, the loss after every step, and how the run ended."""
+
+    tensor: torch.Tensor           # (1, 3, H, W) RGB in [0, 1], on the CPU
+    history: list[dict[str, float]]
+    config: StyleConfig
+    seconds: float
+    interrupted: bool = False
+    peak_memory: int | None = None  # bytes: max RSS on the CPU, max allocated on CUDA
+    painted_size: tuple[int, int] | None = None  # (width, height) of the last scale reached
+
+    @property
+    def image(self) -> PIL.Image.Image:
+        return tensor_to_pil(self.tensor)
+
+    @property
+    def upscaled(self) -> bool:
+        """Whether the run stopped at a coarser scale, so the image is an enlargement of that scale."""
+        return self.painted_size is not None and self.painted_size != (self.tensor.shape[-1], self.tensor.shape[-2])
+
+
+def resolve_device(name: str) -> torch.device:
+    """cpu, cuda, mps, or auto (the first of cuda, mps, cpu that is available)."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        mps = getattr(torch.backends, "mps", None)
+        return torch.device("mps" if mps is not None and mps.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ImpastoError("device cuda: no CUDA GPU is available to PyTorch; use device cpu or auto")
+    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ImpastoError("device mps: Apple's MPS backend is not available; use device cpu or auto")
+    if name not in ("cpu", "cuda", "mps"):
+        raise ImpastoError(f"device {name!r} is not one of: auto, cpu, cuda, mps")
+    return torch.device(name)
+
+
+def scale_sizes(size: int, scales: int, min_size: int) -> list[int]:
+    """Longest sides of the coarse-to-fine schedule: halving from `size`, none below `min_size`."""
+    sizes = [size]
+    while len(sizes) < scales and sizes[0] // 2 >= min_size:
+        sizes.insert(0, sizes[0] // 2)
+    return sizes
+
+
+def split_iterations(total: int, sizes: Sequence[int]) -> list[int]:
+    """Iterations per scale: each scale gets half as many as the one below it, most where cheap."""
+    shares = [2.0 ** (len(sizes) - 1 - i) for i in range(len(sizes))]
+    counts = [math.floor(total * s / sum(shares)) for s in shares]
+    counts[0] += total - sum(counts)
+    return counts
+
+
+def style_layers_for(config: StyleConfig, network: VGG) -> tuple[str, ...]:
+    """The configured style layers, or every conv layer's ReLU in all-layers mode."""
+    if config.all_conv_layers:
+        return tuple("relu" + name[4:] for name in network.conv_layers)
+    check_layers(config.style_layers, network.layer_names, "style_layers")
+    return tuple(sorted(config.style_layers, key=network.layer_names.index))
+
+
+def build_network(config: StyleConfig, device: torch.device) -> VGG:
+    """The VGG network that config names, on a device."""
+    return VGG.load(config.weights, config.weights_format, config.pooling, config.winograd).to_device(device)
+
+
+def _check_image(image: torch.Tensor, what: str, channels: int = 3) -> None:
+    if not isinstance(image, torch.Tensor) or image.ndim != 4 or image.shape[:2] != (1, channels):
+        shape = tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__
+        raise ImpastoError(f"{what} must be a (1, {channels}, H, W) tensor, got {shape}")
+
+
+class Painter:
+    """Paints contents in fixed styles, sharing the network and the style targets between runs.
+
+    `styles` are (1, 3, H, W) tensors in [0, 1]; `masks`, one per style or None, (1, 1, H, W)
+    in [0, 1] (white: this style applies), resized to each content. With colour preservation,
+    the styles are recoloured once to `color_reference` (the content whose colours to keep).
+    `network` replaces the VGG the config names; it is used as given (moved to the config's
+    device if it is elsewhere), never changed otherwise. Thread-safe: runs on several threads
+    may share one painter.
+    """
+
+    def __init__(self, styles: Sequence[torch.Tensor], *, masks: Sequence[torch.Tensor | None] | None = None,
+                 config: StyleConfig | None = None, network: VGG | None = None,
+                 color_reference: torch.Tensor | None = None) -> None:
+        self.config = config = config or StyleConfig()
+        if not styles:
+            raise ImpastoError("no style image given; pass at least one")
+        for i, s in enumerate(styles):
+            _check_image(s, f"style {i + 1}")
+        masks = list(masks) if masks is not None else [None] * len(styles)
+        if len(masks) != len(styles):
+            raise ImpastoError(f"got {len(masks)} style masks for {len(styles)} style images; "
+                               "give one mask per style, in the same order")
+        for i, m in enumerate(masks):
+            if m is not None:
+                _check_image(m, f"style mask {i + 1}", channels=1)
+        if config.style_blend is not None and len(config.style_blend) != len(styles):
+            raise ImpastoError(f"got {len(config.style_blend)} style_blend for {len(styles)} style images; "
+                               "give one weight per style")
+        self.device = resolve_device(config.device)
+        if network is None:
+            network = build_network(config, self.device)
+        elif next(network.parameters()).device.type != self.device.type:
+            network = network.to_device(self.device)
+        self.network = network
+        check_layers(config.content_layers, network.layer_names, "content_layers")
+        c = config
+        self.representation = StyleRepresentation(style_layers_for(c, network), c.activation_shift,
+                                                  c.correlation_chain, c.layer_weighting, c.style_layer_weights)
+        self.styles = [self._recolour(s.detach().float().cpu(), color_reference) for s in styles]
+        self.masks = [None if m is None else m.detach().float().cpu() for m in masks]
+        self.blend = list(c.style_blend) if c.style_blend is not None else [1.0] * len(styles)
+        self._targets: dict[int, list[list[torch.Tensor]]] = {}
+        self._lock = threading.Lock()
+
+    def _recolour(self, style: torch.Tensor, reference: torch.Tensor | None) -> torch.Tensor:
+        mode = self.config.preserve_color
+        if mode == "none":
+            return style
+        if reference is None:
+            raise ImpastoError(f"preserve_color {mode!r} needs color_reference, the content whose colours to keep")
+        reference = reference.detach().float().cpu()
+        if mode == "histogram":
+            return color.match_histogram(style, reference, self.config.histogram_method).clamp(0, 1)
+        y = color.match_luminance(color.luminance(style), color.luminance(reference))
+        return y.clamp(0, 1).expand(-1, 3, -1, -1).contiguous()
+
+    @property
+    def style_layers(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(n for term in self.representation.terms for n in term if n))
+
+    @property
+    def layers(self) -> tuple[str, ...]:
+        """Every layer a run reads, in network order."""
+        wanted = set(self.style_layers) | (set(self.config.content_layers) if self.config.content_weight else set())
+        return tuple(n for n in self.network.layer_names if n in wanted)
+
+    def need(self, budget: int | None = None) -> Need:
+        """What a run of this painter asks of memory (see memory.plan)."""
+        c = self.config
+        content = c.content_layers if c.content_weight else ()
+        return Need(self.network, self.layers, tuple(content), self.device, c.optimizer, c.tile,
+                    c.max_memory if budget is None else budget, c.winograd)
+
+    def targets(self, longest: int) -> list[list[torch.Tensor]]:
+        """The Gram matrices of every style resized to `longest` pixels on its longer side (cached)."""
+        with self._lock:
+            if longest not in self._targets:
+                self._targets[longest] = [self._grams(s, longest) for s in self.styles]
+            return self._targets[longest]
+
+    def _grams(self, style: torch.Tensor, longest: int) -> list[torch.Tensor]:
+        width, height = fit_longest(style.shape[-1], style.shape[-2], longest)
+        image = resize_image(style, height, width).to(self.device)
+        need = self.need()
+        scale_plan = plan(need, width, height)
+        if scale_plan is None:
+            raise memory_error(need, width, height)
+        windows = scale_plan.windows or [Window.whole(height, width)]
+        totals: list[torch.Tensor] | None = None
+        for features, window in feature_windows(self.network, image, self.style_layers, windows, self.config.winograd):
+            sums = self.representation.sums(features, window)
+            totals = sums if totals is None else [t + s for t, s in zip(totals, sums)]
+        areas = self.representation.areas(height, width)
+        return [t / a for t, a in zip(totals, areas)]
+
+    def run(self, content: torch.Tensor, *, init: torch.Tensor | None = None, terms: Sequence[Term] = (),
+            stop: threading.Event | None = None) -> Run:
+        """A run that paints `content`; iterate it to make progress. See Run."""
+        return Run(self, content, init=init, terms=terms, stop=stop)
+
+    def paint(self, content: torch.Tensor, *, init: torch.Tensor | None = None, terms: Sequence[Term] = (),
+              stop: threading.Event | None = None, callback: ProgressCallback | None = None) -> StylizeResult:
+        """Run to the end (or until stopped) and return the result.
+
+        `callback` sees every step's Progress; returning False stops the run. A KeyboardInterrupt,
+        in the run or the callback, also stops it: the image so far is returned, never lost.
+        """
+        run = self.run(content, init=init, terms=terms, stop=stop)
+        try:
+            for progress in run:
+                if callback is not None and callback(progress) is False:
+                    run.stop()
+        except KeyboardInterrupt:
+            run.stop()
+        return run.result()
+
+
+class Run:
+    """One content being painted: an iterator of Progress, one per optimiser step.
+
+    Stop it with `stop()` (or set the `stop` event, or leave the loop); a stop asked for during a
+    tiled evaluation takes effect at the next tile. `result()` is the image so far at the full
+    size, at any time. Extra `terms` (e.g. a temporal loss) are added to the objective at every
+    scale, resized to it.
+    """
+
+    def __init__(self, painter: Painter, content: torch.Tensor, *, init: torch.Tensor | None = None,
+                 terms: Sequence[Term] = (), stop: threading.Event | None = None) -> None:
+        _check_image(content, "content")
+        self.painter, self.config = painter, painter.config
+        self.stop_event = stop or threading.Event()
+        self.content = content.detach().float().cpu()
+        self.extra_terms = list(terms)
+        if init is not None:
+            _check_image(init, "init")
+        elif self.config.init not in ("content", "noise", "style"):
+            raise ImpastoError(f"init {self.config.init!r} is a path: read it and pass the image as init")
+        self.init = init
+        c = self.config
+        self.final = fit_longest(self.content.shape[-1], self.content.shape[-2], c.size)
+        self.sizes = self._feasible_sizes()
+        self.counts = split_iterations(c.iterations, self.sizes)
+        self.plans = [self._plan(longest) for longest in self.sizes]
+        self.history: list[dict[str, float]] = []
+        self.finished = False
+        self._image: torch.Tensor | None = None
+        self._start = time.perf_counter()
+        self._seconds: float | None = None
+
+    def _feasible_sizes(self) -> list[int]:
+        """The coarse-to-fine sizes whose shorter side the deepest layer can still see."""
+        c, width, height = self.config, *self.final
+        need = layer_stride(self.painter.network.deepest(self.painter.layers))
+        sizes = [s for s in scale_sizes(c.size, c.scales, c.min_size)
+                 if min(self.size_at(s)) >= need]
+        if not sizes:
+            smallest = math.ceil(need * max(width, height) / min(width, height))
+            raise ImpastoError(f"a {width}x{height} output is too small for the network's deepest layer "
+                               f"({self.painter.network.deepest(self.painter.layers)} needs {need} px on the "
+                               f"shorter side); use size {smallest} or more")
+        return sizes
+
+    def size_at(self, longest: int) -> tuple[int, int]:
+        """(width, height) of the content scaled to this longest side."""
+        return fit_longest(self.content.shape[-1], self.content.shape[-2], longest)
+
+    def _plan(self, longest: int) -> Plan:
+        width, height = self.size_at(longest)
+        need = self.painter.need()
+        found = plan(need, width, height)
+        if found is None:
+            raise memory_error(need, width, height)
+        return found
+
+    def stop(self) -> None:
+        """Ask the run to stop; it keeps the image it has."""
+        self.stop_event.set()
+
+    @property
+    def interrupted(self) -> bool:
+        """Whether the run ended before its last step (stopped, interrupted or left)."""
+        return not self.finished
+
+    def __iter__(self) -> Iterator[Progress]:
+        try:
+            yield from self._scales()
+        except (KeyboardInterrupt, Stopped):
+            pass
+        finally:
+            if self._seconds is None:
+                self._seconds = time.perf_counter() - self._start
+
+    def _scales(self) -> Iterator[Progress]:
+        done = 0
+        for index, (longest, steps, scale_plan) in enumerate(zip(self.sizes, self.counts, self.plans), start=1):
+            if self.stop_event.is_set():
+                return
+            width, height = self.size_at(longest)
+            content = self._painted_content(height, width)
+            objective = self._objective(content, longest, scale_plan)
+            if self._image is None:
+                self._image = self._start_image(content)
+            else:
+                self._image = resize_image(self._image, height, width)
+            yield from self._optimise(objective, steps, scale_plan, index, done)
+            done += steps
+            if self.stop_event.is_set():
+                return
+        self.finished = True
+        self._seconds = time.perf_counter() - self._start
+
+    def _painted_content(self, height: int, width: int) -> torch.Tensor:
+        content = resize_image(self.content, height, width)
+        if self.config.preserve_color == "luminance":
+            content = color.luminance(content).clamp(0, 1).expand(-1, 3, -1, -1).contiguous()
+        return content.to(self.painter.device)
+
+    def _start_image(self, content: torch.Tensor) -> torch.Tensor:
+        c, device = self.config, self.painter.device
+        height, width = content.shape[-2:]
+        if self.init is not None:
+            return resize_image(self.init.detach().float().cpu(), height, width).to(device)
+        if c.init == "content":
+            return content.clone()
+        if c.init == "noise":
+            generator = torch.Generator().manual_seed(c.seed)
+            return torch.rand(content.shape, generator=generator).to(device)
+        return resize_image(self.painter.styles[0], height, width).to(device)
+
+    def _objective(self, content: torch.Tensor, longest: int, scale_plan: Plan) -> Objective:
+        c, painter = self.config, self.painter
+        height, width = content.shape[-2:]
+        windows = scale_plan.windows or (Window.whole(height, width),)
+        # The content loss is a sum over positions, the style loss is not: scale the content
+        # weight so each coarse scale solves the same trade-off as the final size.
+        weight_scale = math.prod(self.final) / (width * height)
+        terms: list[Term] = []
+        if c.content_weight:
+            terms.append(ContentLoss(self._content_targets(content, windows), c.content_weight * weight_scale))
+        if c.style_weight:
+            masks = [None if m is None else resize_mask_image(m, height, width).to(painter.device)
+                     for m in painter.masks]
+            for i, m in enumerate(masks):
+                if m is not None and not m.any():
+                    import warnings
+                    warnings.warn(f"style mask {i + 1} is all black, so style {i + 1} is not applied anywhere")
+            targets = painter.targets(max(1, round(c.style_scale * longest)))
+            terms.append(StyleLoss(painter.representation, targets, painter.blend, masks, (height, width),
+                                   c.style_weight))
+        terms.append(TotalVariation(c.tv_weight))
+        for term in self.extra_terms:
+            resized = getattr(term, "resized", None)
+            terms.append(resized(height, width) if resized is not None else term)
+        return Objective(painter.network, terms, scale_plan.windows, c.winograd, self.stop_event)
+
+    def _content_targets(self, content: torch.Tensor, windows: Sequence[Window]) -> dict[str, torch.Tensor]:
+        layers = self.config.content_layers
+        out: dict[str, torch.Tensor] = {}
+        for features, window in feature_windows(self.painter.network, content, layers, windows,
+                                                self.config.winograd):
+            for name in layers:
+                stride = layer_stride(name)
+                part = window.interior(features[name], stride)
+                if name not in out:
+                    h, w = content.shape[-2] // stride, content.shape[-1] // stride
+                    out[name] = part.new_zeros((1, part.shape[1], h, w))
+                window.crop(out[name], stride).copy_(part)
+        return out
+
+    def _optimise(self, objective: Objective, steps: int, scale_plan: Plan, scale: int,
+                  done: int) -> Iterator[Progress]:
+        c = self.config
+        last: dict[str, float] = {}
+        first = True
+
+        def evaluate(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            nonlocal first
+            result: Evaluation = objective(x)
+            if first and not math.isfinite(result.terms["total"]):
+                bad = [k for k, v in result.terms.items() if k != "total" and not math.isfinite(v)]
+                raise ImpastoError(f"the loss is not finite at the start ({', '.join(bad) or 'total'} overflowed); "
+                                   "lower style_weight, content_weight or tv_weight")
+            first = False
+            last.clear()
+            last.update(result.terms)
+            return result.total, result.gradient
+
+        image = self._image
+        if c.optimizer == "lbfgs":
+            steps_taken = lbfgs(evaluate, image, steps, history=scale_plan.history)
+        else:
+            steps_taken = adam(evaluate, image, steps, c.learning_rate)
+        size = (image.shape[-1], image.shape[-2])
+        for step in range(steps):
+            try:
+                x, _ = next(steps_taken)
+            except StopIteration:
+                return  # no step along the descent direction lowers the loss any more
+            self._image = x.detach().clamp(0, 1)
+            losses = dict(last)
+            if not math.isfinite(losses["total"]):
+                raise ImpastoError("the loss became NaN or infinite; lower style_weight or learning_rate")
+            self.history.append(losses)
+            snapshot = self._image
+            yield Progress(done + step + 1, c.iterations, scale, len(self.sizes), size, losses,
+                           time.perf_counter() - self._start,
+                           lambda s=snapshot: tensor_to_pil(s.cpu()), scale_plan.tiles)
+            if self.stop_event.is_set():
+                return
+            if self._converged(step):
+                return
+
+    def _converged(self, step: int, window: int = 10) -> bool:
+        tol = self.config.tolerance
+        if not tol or step < window:
+            return False
+        before, now = self.history[-window - 1]["total"], self.history[-1]["total"]
+        return (before - now) < tol * abs(before)
+
+    def result(self) -> StylizeResult:
+        """The image so far at the full size (an enlargement if stopped at a coarse scale)."""
+        width, height = self.final
+        image = self._image
+        if image is None:  # stopped before the first step: the start image
+            first = self.size_at(self.sizes[0])
+            image = self._start_image(self._painted_content(first[1], first[0]))
+        painted = (image.shape[-1], image.shape[-2])
+        image = resize_image(image.detach().float().cpu(), height, width)
+        if self.config.preserve_color == "luminance":
+            content = resize_image(self.content, height, width)
+            image = color.combine_luminance(color.luminance(image), content)
+        seconds = self._seconds if self._seconds is not None else time.perf_counter() - self._start
+        return StylizeResult(image, list(self.history), self.config, seconds, self.interrupted,
+                             peak_bytes(self.painter.device), painted)
