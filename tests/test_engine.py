@@ -1,0 +1,157 @@
+"""The engine: style targets shared, runs that stop and keep their image, terms that plug in,
+no hidden state."""
+
+import threading
+
+import pytest
+import torch
+
+from impasto import StyleConfig, stylize
+from impasto.engine import Painter
+from impasto.errors import ImpastoError
+from impasto.terms import PixelTerm
+
+from conftest import pattern, stripes, to_tensor
+
+FAST = StyleConfig(size=40, iterations=12, scales=1)
+
+
+@pytest.fixture
+def tensors():
+    return to_tensor(pattern(48, 32, 1)), to_tensor(stripes(40, 40))
+
+
+def test_style_targets_are_computed_once_for_many_contents(tiny_net, tensors):
+    content, style = tensors
+    painter = Painter([style], config=FAST, network=tiny_net)
+    calls = []
+    original = painter._grams
+    painter._grams = lambda *a: calls.append(a[1]) or original(*a)
+    painter.paint(content)
+    painter.paint(to_tensor(pattern(48, 32, 5)))
+    painter.paint(content.flip(-1))
+    assert calls == [40]  # one style, one size, three contents
+
+
+def test_run_is_an_iterator_that_stops_and_keeps_its_image(tiny_net, tensors):
+    content, style = tensors
+    run = Painter([style], config=FAST, network=tiny_net).run(content)
+    snapshots = []
+    for progress in run:
+        snapshots.append(to_tensor(progress.current()))
+        if progress.iteration == 4:
+            run.stop()
+    result = run.result()
+    assert len(snapshots) == 4 and result.interrupted and len(result.history) == 4
+    assert (result.tensor - snapshots[-1]).abs().max() <= 1 / 255
+    assert (result.tensor - to_tensor(pattern(48, 32, 1).resize((40, 27)))).abs().mean() > 1e-3
+
+
+def test_leaving_the_loop_keeps_the_image(tiny_net, tensors):
+    content, style = tensors
+    run = Painter([style], config=FAST, network=tiny_net).run(content)
+    for progress in run:
+        if progress.iteration == 3:
+            break
+    assert run.result().interrupted and len(run.result().history) == 3
+
+
+@pytest.mark.parametrize("how", ["false", "keyboard", "event"])
+def test_every_way_of_stopping_keeps_the_latest_image(tiny_net, tensors, how):
+    content, style = tensors
+    stop = threading.Event()
+    seen = []
+
+    def callback(p):
+        seen.append(to_tensor(p.current()))
+        if p.iteration == 10:
+            if how == "keyboard":
+                raise KeyboardInterrupt
+            if how == "event":
+                stop.set()
+            return False if how == "false" else None
+
+    start = stylize(content, style, network=tiny_net, config=FAST.replace(iterations=0)).tensor
+    result = stylize(content, style, network=tiny_net, config=FAST, callback=callback, stop=stop)
+    assert result.interrupted and len(result.history) == 10
+    assert (result.tensor - seen[-1]).abs().max() <= 1 / 255
+    assert (result.tensor - start).abs().mean() > 1e-3  # the work of the scale is kept
+
+
+def test_stopped_at_a_coarse_scale_says_so(tiny_net, tensors):
+    content, style = tensors
+    result = stylize(content, style, network=tiny_net, size=64, scales=2, min_size=32, iterations=10,
+                     callback=lambda p: p.iteration < 2 and None or False)
+    assert result.interrupted and result.upscaled and result.painted_size == (32, 21)
+    assert result.image.size == (64, 43)
+
+
+class Gray(PixelTerm):
+    """A new term: pulls every pixel toward mid-gray."""
+
+    def __init__(self, weight):
+        self.name, self.weight = "gray", weight
+
+    def loss(self, image):
+        return (image - 0.5).square().sum()
+
+
+def test_a_new_term_plugs_in_by_name(tiny_net, tensors):
+    content, style = tensors
+    painter = Painter([style], config=FAST, network=tiny_net)
+    plain = painter.paint(content)
+    grayer = painter.paint(content, terms=[Gray(1e4)])
+    assert "gray" in grayer.history[-1] and "gray" not in plain.history[-1]
+    assert (grayer.tensor - 0.5).abs().mean() < 0.5 * (plain.tensor - 0.5).abs().mean()
+
+
+def test_no_hidden_state(tiny_net, tensors):
+    content, style = tensors
+    threads, rng = torch.get_num_threads(), torch.random.get_rng_state()
+    winograd = tiny_net.winograd
+    stylize(content, style, network=tiny_net, config=FAST.replace(threads=1, seed=7, winograd=not winograd,
+                                                                  init="noise"))
+    assert torch.get_num_threads() == threads
+    assert torch.equal(torch.random.get_rng_state(), rng)
+    assert tiny_net.winograd == winograd
+
+
+def test_runs_on_two_threads_sharing_a_network_equal_sequential_runs(tiny_net, tensors):
+    content, style = tensors
+    other = to_tensor(pattern(40, 40, 9))
+    jobs = [(content, FAST), (other, FAST.replace(style_weight=1e4, seed=2, init="noise"))]
+    sequential = [stylize(c, style, network=tiny_net, config=cfg).tensor for c, cfg in jobs]
+    results = [None, None]
+
+    def work(i):
+        c, cfg = jobs[i]
+        results[i] = stylize(c, style, network=tiny_net, config=cfg).tensor
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for got, want in zip(results, sequential):
+        assert torch.equal(got, want)
+
+
+def test_a_loss_that_overflows_from_the_start_is_an_error(tiny_net, tensors):
+    content, style = tensors
+    with pytest.raises(ImpastoError, match="not finite at the start .*style.*lower style_weight"):
+        stylize(content, style, network=tiny_net, config=FAST.replace(style_weight=1e40))
+
+
+def test_too_small_an_output_names_the_smallest_size(tiny_net, tensors):
+    content, style = tensors
+    with pytest.raises(ImpastoError, match=r"relu5_1 needs 16 px .* use size 24 or more"):
+        stylize(content, style, network=tiny_net, config=FAST.replace(size=12))
+
+
+def test_a_panorama_skips_the_scales_too_small_for_the_network(tiny_net, tensors):
+    _, style = tensors
+    panorama = to_tensor(pattern(700, 100, 3))
+    sizes = []
+    result = stylize(panorama, style, network=tiny_net, size=140, scales=3, min_size=32, iterations=6,
+                     callback=lambda p: sizes.append(p.size))
+    assert result.image.size == (140, 20) and set(sizes) == {(140, 20)}
