@@ -36,6 +36,9 @@ from impasto.images import pil_to_tensor, read_image, resize_longest, resize_to
 from impasto.losses import StyleRepresentation, gram_matrix
 from impasto.memory import reuse_freed_memory
 from impasto.objective import Objective
+from impasto.terms import ContentLoss, StyleLoss, TotalVariation
+from impasto.tiling import Window, windows
+from impasto.vgg import layer_stride
 
 ROOT = Path(__file__).resolve().parents[1]
 CONTENT = ROOT / "examples" / "chelsea.png"
@@ -68,18 +71,32 @@ def sized(path: Path, longest: int) -> torch.Tensor:
     return pil_to_tensor(resize_longest(read_image(path), longest))
 
 
-def impasto_seconds_per_evaluation(network: VGG, longest: int, repeats: int = 5) -> tuple[float, tuple[int, int]]:
+def default_objective(network: VGG, content: torch.Tensor, style: torch.Tensor, tile: int | None = None,
+                      winograd: bool = True) -> Objective:
+    """impasto's default objective for a content and a style, whole or in tiles of `tile` px."""
     config = StyleConfig()
+    height, width = content.shape[-2:]
+    representation = StyleRepresentation(STYLE_LAYERS)
+    with torch.no_grad():
+        sh, sw = style.shape[-2:]
+        sums = representation.sums(network(style, STYLE_LAYERS), Window.whole(sh, sw))
+        grams = [s / a for s, a in zip(sums, representation.areas(sh, sw))]
+        targets = network(content, (CONTENT_LAYER,))
+    terms = [ContentLoss(targets, config.content_weight),
+             StyleLoss(representation, [grams], [1.0], [None], (height, width), config.style_weight),
+             TotalVariation(config.tv_weight)]
+    layers = (*STYLE_LAYERS, CONTENT_LAYER)
+    cut = None if tile is None else windows(height, width, tile, network.halo(layers), layer_stride("relu5_1"))
+    return Objective(network, terms, cut, winograd=winograd)
+
+
+def impasto_seconds_per_evaluation(network: VGG, longest: int, repeats: int = 5, tile: int | None = None,
+                                   winograd: bool = True) -> tuple[float, tuple[int, int]]:
     content, style = sized(CONTENT, longest), sized(STYLE, longest)
-    objective = Objective(network, content, [style], StyleRepresentation(STYLE_LAYERS), (CONTENT_LAYER,),
-                          (config.content_weight, config.style_weight, config.tv_weight))
-
-    def evaluate():
-        x = content.clone().requires_grad_(True)
-        torch.autograd.grad(objective(x)["total"], x)
-
-    evaluate()
-    return statistics.median(timed(evaluate) for _ in range(repeats)), tuple(content.shape[-1:-3:-1])
+    objective = default_objective(network, content, style, tile, winograd)
+    objective(content)
+    return statistics.median(timed(lambda: objective(content)) for _ in range(repeats)), \
+        tuple(content.shape[-1:-3:-1])
 
 
 def run_pastiche(longest: int | None, steps: int, output: Path) -> float:
@@ -204,18 +221,62 @@ def impasto_run(network: VGG, config: StyleConfig, objective: PasticheObjective,
     return reached, result.seconds, objective(result.tensor)
 
 
-def cli_child(longest: int, iterations: int, output: Path) -> tuple[float, float]:
-    """(wall seconds, max RSS in MB) of one `impasto` command in a fresh process."""
-    argv = [str(CONTENT), str(STYLE), "-o", str(output), "--size", str(longest),
-            "--iterations", str(iterations), "--scales", "1", "-q"]
-    code = ("import resource, sys; from impasto.cli import main; status = main(%r); "
-            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss); sys.exit(status)" % argv)
+# An `impasto` command in a fresh process that also prints when each iteration ended and how
+# many tiles its scale had, then its max RSS.
+TIMED_COMMAND = """
+import resource, sys, time
+import impasto.cli as cli
+times, tiles = [], []
+plain = cli._callback
+def timed(bar, output, save_every):
+    report = plain(bar, output, save_every)
+    def both(progress):
+        times.append(time.perf_counter()); tiles.append(progress.tiles)
+        return report(progress)
+    return both
+cli._callback = timed
+status = cli.main(%r)
+print(" ".join(map(str, times)))
+print(max(tiles or [0]))
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+sys.exit(status)
+"""
+
+
+def cli_child(longest: int, iterations: int, output: Path, extra: tuple[str, ...] = (),
+              content: Path = CONTENT) -> tuple[float, float, float, int]:
+    """(wall seconds, max RSS in MB, seconds per iteration after the first, tiles) of one
+    single-scale `impasto` command in a fresh process."""
+    argv = [str(content), str(STYLE), "-o", str(output), "--size", str(longest),
+            "--iterations", str(iterations), "--scales", "1", "-q", *extra]
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-c", TIMED_COMMAND % argv], capture_output=True, text=True)
     seconds = time.perf_counter() - start
     if done.returncode != 0:
-        raise RuntimeError(done.stderr.strip().splitlines()[-1])
-    return seconds, int(done.stdout.split()[-1]) / 1024
+        raise RuntimeError((done.stderr.strip().splitlines() or ["failed"])[-1])
+    times, tiles, rss = done.stdout.strip().splitlines()[-3:]
+    stamps = [float(t) for t in times.split()]
+    per = (stamps[-1] - stamps[0]) / (len(stamps) - 1) if len(stamps) > 1 else float("nan")
+    return seconds, int(rss) / 1024, per, int(tiles)
+
+
+def tiling_report(network: VGG, tmp: Path) -> list[str]:
+    """The cost of exact tiling and the memory it saves."""
+    lines = ["exact tiling: seconds per evaluation at 1024 px, untiled and in 512 px tiles (one run):"]
+    whole, (w, h) = impasto_seconds_per_evaluation(network, 1024, repeats=3)
+    tiled, _ = impasto_seconds_per_evaluation(network, 1024, repeats=3, tile=512)
+    lines.append(f"  {w}x{h}: untiled {whole:.2f} s, tiles of 512 px {tiled:.2f} s ({tiled / whole:.2f}x)")
+    print("\n".join(lines), flush=True)
+    lines.append("peak memory (max RSS) and seconds per iteration of 3-iteration commands, bounded by --max-memory:")
+    for longest, budget, content in ((2048, "4G", CONTENT), (4096, "6G", CONTENT)):
+        try:
+            seconds, rss, per, tiles = cli_child(longest, 3, tmp / "tiled.png", ("--max-memory", budget), content)
+            lines.append(f"  --size {longest} --max-memory {budget}: {tiles} tiles, peak {rss:.0f} MB, "
+                         f"{per:.1f} s per iteration, {seconds:.0f} s in all")
+        except RuntimeError as error:
+            lines.append(f"  --size {longest} --max-memory {budget}: {error}")
+        print(lines[-1], flush=True)
+    return lines
 
 
 # A default `impasto` command that reports the wall-clock time of its first iteration and stops there.
@@ -250,6 +311,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="skip pastiche's 1000-step default run")
     parser.add_argument("--sizes", type=int, nargs="+", default=[256, 512])
     parser.add_argument("--memory-sizes", type=int, nargs="+", default=[512, 1024, 2048])
+    parser.add_argument("--tiling-only", action="store_true",
+                        help="only the tiling figures: cost at 1024 px, memory at 2048 and 4096 px")
     parser.add_argument("--out", type=Path, default=ROOT / "out" / "benchmark.txt")
     parser.add_argument("--cache", type=Path, default=ROOT / "out" / "pastiche",
                         help="where pastiche's default run is kept between runs of this script")
@@ -262,6 +325,12 @@ def main() -> None:
         return
     reuse_freed_memory()  # as the impasto command does
     network = VGG.load().to_device(torch.device("cpu"))
+    if args.tiling_only:
+        with tempfile.TemporaryDirectory() as tmp:
+            lines = tiling_report(network, Path(tmp))
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.with_name("benchmark_tiling.txt").write_text("\n".join(lines) + "\n")
+        return
     peak = matmul_peak()
     lines = [f"torch {torch.__version__}, {torch.get_num_threads()} threads, float32 matmul peak {peak:.0f} GFLOP/s",
              "", "seconds per evaluation (forward + backward, relu4_2 content, relu1_1..relu5_1 style);",
@@ -271,9 +340,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for longest in args.sizes:
             ours, (w, h) = impasto_seconds_per_evaluation(network, longest)
-            network.winograd = False
-            direct, _ = impasto_seconds_per_evaluation(network, longest)
-            network.winograd = True
+            direct, _ = impasto_seconds_per_evaluation(network, longest, winograd=False)
             theirs = pastiche_seconds_per_evaluation(longest, Path(tmp), guess=ours)
             rate = conv_gflop(network, w, h) / ours
             lines.append(f"{w:>4}x{h:<4} {ours:9.3f} {direct:9.3f} {theirs:9.3f} {theirs / ours:8.2f}x {rate:8.0f} "
@@ -286,11 +353,13 @@ def main() -> None:
         print("\n".join(lines[-3:]), flush=True)
         for longest in args.memory_sizes:
             try:
-                seconds, rss = cli_child(longest, 3, Path(tmp) / "memory.png")
-                lines.append(f"{longest:>9} px {rss:8.0f} MB  ({seconds:.0f} s)")
+                seconds, rss, _, tiles = cli_child(longest, 3, Path(tmp) / "memory.png")
+                how = f", {tiles} tiles" if tiles > 1 else ""
+                lines.append(f"{longest:>9} px {rss:8.0f} MB  ({seconds:.0f} s{how})")
             except RuntimeError as error:
                 lines.append(f"{longest:>9} px  {error}")
             print(lines[-1], flush=True)
+        lines += [""] + tiling_report(network, Path(tmp))
         if not args.quick:
             lines += [""] + time_to_result(network, args.cache)
     args.out.parent.mkdir(parents=True, exist_ok=True)

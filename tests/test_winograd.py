@@ -73,6 +73,7 @@ def assert_same_either_way(net: VGG, image: torch.Tensor, layers) -> None:
 def test_vgg_gives_the_same_features_and_gradient_either_way():
     net = VGG.random("vgg19", widths=(4, 6, 8, 8, 8))
     net.winograd_min_channels, net.winograd_min_work = 6, 0  # the tiny net's blocks 2-5 take this path
+    net.winograd_plan = None
     image = torch.rand(1, 3, 37, 29, generator=torch.Generator().manual_seed(2))
     assert_same_either_way(net, image, ("relu1_1", "relu2_1", "relu3_1", "relu4_2", "relu5_1"))
     assert "conv5_1" in net._winograd and "conv1_1" not in net._winograd
@@ -104,6 +105,7 @@ def test_memory_estimate_counts_the_transformed_filters():
 def test_stylize_applies_the_setting_to_a_given_network_for_that_run_only():
     net = VGG.random("vgg19", widths=(4, 6, 8, 8, 8))
     net.winograd_min_channels, net.winograd_min_work = 8, 0
+    net.winograd_plan = None
     stylize(pattern(24, 16, 1), stripes(16, 16), network=net, size=24, iterations=2, scales=1, winograd=False)
     assert not net._winograd and net.winograd
     result = stylize(pattern(24, 16, 1), stripes(16, 16), network=net, size=24, iterations=2, scales=1)
@@ -129,3 +131,16 @@ def test_small_layers_are_convolved_directly():
     with torch.no_grad():
         net(torch.rand(1, 3, 37, 29), ["relu5_1"])
     assert not net._winograd
+
+
+@pytest.mark.parametrize("pays", [True, False])
+def test_the_machine_plan_decides_per_layer_shape(pays):
+    """Past the static gates, the per-machine timing (convplan) has the last word."""
+    net = VGG.random("vgg19")
+    net.winograd_min_channels, net.winograd_min_work = 6, 0
+    asked = []
+    net.winograd_plan = lambda *shape: asked.append(shape) or pays
+    with torch.no_grad():
+        net(torch.rand(1, 3, 32, 32), ["relu5_1"])
+    assert asked and all(shape[0] >= 6 for shape in asked)
+    assert bool(net._winograd) == pays

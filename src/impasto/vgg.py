@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import difflib
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .config import POOLINGS
+from .convplan import winograd_pays
 from .errors import ImpastoError
 from .weights import ARCHITECTURES, VGGWeights, load_weights
 from .winograd import MIN_CHANNELS, MIN_WORK, WinogradConv3x3, filter_bytes
@@ -72,6 +73,9 @@ class VGG(nn.Module):
         self.winograd_min_work = MIN_WORK
         self._winograd: dict[str, WinogradConv3x3] = {}  # transformed filters, made on first use
         self._winograd_lock = threading.Lock()
+        # Whether Winograd pays for a layer shape on this machine (measured once, see convplan);
+        # None: wherever the static gates allow.
+        self.winograd_plan: Callable[[int, int, int, int], bool] | None = winograd_pays
         self.convs = nn.ModuleDict()
         for name, (weight, bias) in weights.convs.items():
             # Made on the meta device: no random initialisation of weights that are replaced anyway.
@@ -195,6 +199,11 @@ class VGG(nn.Module):
         if (x.dtype != torch.float32 or work < self.winograd_min_work
                 or not self.uses_winograd(name, x.device, winograd)):
             return conv(x)
+        if self.winograd_plan is not None:
+            with torch.enable_grad():  # a first measurement times the backward pass too
+                pays = self.winograd_plan(conv.in_channels, conv.out_channels, x.shape[-2], x.shape[-1])
+            if not pays:
+                return conv(x)
         with self._winograd_lock:  # two runs on two threads may share this network
             fast = self._winograd.get(name)
             if fast is None:
