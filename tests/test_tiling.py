@@ -107,17 +107,51 @@ def test_tiled_loss_and_gradient_equal_untiled_on_vgg19(real_net, chain):
     assert_tiled_equals_whole(real_net, terms, torch.rand(1, 3, height, width), tile=48)
 
 
-def test_a_tiled_run_paints_the_same_image(tiny_net, tmp_path):
+TILED_RUNS = {
+    "gatys": {},
+    "improved": dict(layer_weighting="geometric", all_conv_layers=True, activation_shift=-1.0, correlation_chain=True),
+    "luminance": dict(preserve_color="luminance"),
+    "histogram": dict(preserve_color="histogram"),
+    "adam": dict(optimizer="adam", learning_rate=0.05),
+}
+
+
+@pytest.mark.parametrize("case", list(TILED_RUNS))
+def test_a_tiled_run_paints_the_same_image(tiny_net, case):
     content, style = pattern(211, 147, 1), stripes(60, 60)
     seen = []
-    common = dict(network=tiny_net, size=211, iterations=6, scales=1, style_weight=3e3)
+    common = dict(network=tiny_net, size=211, iterations=6, scales=1, style_weight=3e3, **TILED_RUNS[case])
     tiled = stylize(content, style, tile=64, callback=lambda p: seen.append(p.tiles), **common)
     whole = stylize(content, style, tile="off", **common)
+    start = stylize(content, style, **{**common, "iterations": 0}).tensor
     assert seen and min(seen) > 3
     assert (tiled.tensor - whole.tensor).abs().mean() < 1 / 255
     assert tiled.history[-1]["total"] == pytest.approx(whole.history[-1]["total"], rel=1e-3)
-    assert (tiled.tensor - whole.tensor).abs().mean() < 0.05 * (whole.tensor - stylize(
-        content, style, iterations=0, **{k: v for k, v in common.items() if k != "iterations"}).tensor).abs().mean()
+    # Far closer to each other than either is to where they started.
+    assert (tiled.tensor - whole.tensor).abs().mean() < 0.05 * (whole.tensor - start).abs().mean()
+
+
+def test_two_styles_with_masks_tile_the_same(tiny_net, tmp_path):
+    content, styles = pattern(150, 211, 2), [stripes(60, 60), pattern(50, 70, 4)]
+    mask = torch.zeros(1, 1, 211, 150)
+    mask[..., :100, :] = 1
+    common = dict(network=tiny_net, size=211, iterations=5, scales=1, style_weight=3e3,
+                  masks=[mask, 1 - mask], style_blend=(1.0, 2.0))
+    tiled = stylize(content, styles, tile=64, **common)
+    whole = stylize(content, styles, tile="off", **common)
+    assert (tiled.tensor - whole.tensor).abs().mean() < 1 / 255
+
+
+def test_coarse_to_fine_tiles_only_the_scales_that_do_not_fit(tiny_net, monkeypatch):
+    import impasto.memory as memory
+    content, style = pattern(512, 320, 1), stripes(60, 60)
+    # A budget between what the 256 px and the 512 px scales need untiled.
+    small = memory.estimate_bytes(tiny_net, 256, 160, "relu5_1", content_layers=("relu4_2",))
+    large = memory.estimate_bytes(tiny_net, 512, 320, "relu5_1", content_layers=("relu4_2",))
+    tiles = {}
+    stylize(content, style, network=tiny_net, size=512, scales=2, min_size=64, iterations=4,
+            max_memory=(small + large) // 2, callback=lambda p: tiles.__setitem__(p.size, p.tiles))
+    assert tiles[(256, 160)] == 1 and tiles[(512, 320)] > 1
 
 
 def test_a_stop_between_tiles_abandons_the_evaluation(tiny_net):

@@ -10,6 +10,7 @@ the image so far (`Run.result()`). The engine knows nothing of files or flags: i
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import threading
 import time
@@ -209,7 +210,7 @@ class Painter:
     def _grams(self, style: torch.Tensor, longest: int) -> list[torch.Tensor]:
         width, height = fit_longest(style.shape[-1], style.shape[-2], longest)
         image = resize_image(style, height, width).to(self.device)
-        need = self.need()
+        need = dataclasses.replace(self.need(), layers=self.style_layers, content_layers=(), forward_only=True)
         scale_plan = plan(need, width, height)
         if scale_plan is None:
             raise memory_error(need, width, height)

@@ -120,9 +120,20 @@ class Need:
     tile: int | str = "auto"
     budget: int | None = None  # bytes; None: what the device has available
     winograd: bool | None = None
+    forward_only: bool = False  # targets: no gradients, no optimiser
+
+
+def _forward_bytes(need: Need, width: int, height: int, window: tuple[int, int] | None) -> int:
+    """A pass without gradients keeps about two layers' outputs at a time: count them all, once."""
+    last = need.network.deepest(need.layers)
+    pass_w, pass_h = window or (width, height)
+    return (activation_bytes(need.network, pass_w, pass_h, last) + 3 * width * height * 4
+            + need.network.winograd_bytes(last, need.device, need.winograd) + OVERHEAD)
 
 
 def _estimate(need: Need, width: int, height: int, history: int, window: tuple[int, int] | None) -> int:
+    if need.forward_only:
+        return _forward_bytes(need, width, height, window)
     return estimate_bytes(need.network, width, height, need.network.deepest(need.layers), need.device, history,
                           need.optimizer, need.content_layers, window, need.winograd)
 
