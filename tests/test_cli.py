@@ -7,6 +7,7 @@ import sys
 import time
 
 import PIL.Image
+import numpy as np
 import pytest
 
 from impasto.cli import build_parser, main
@@ -142,20 +143,28 @@ def test_cli_writes_an_image_and_snapshots(capsys, files):
 
 
 @pytest.mark.weights
-def test_ctrl_c_saves_the_image_so_far(files):
+@pytest.mark.parametrize("signum, status, word", [(signal.SIGINT, 130, "interrupted"),
+                                                   (signal.SIGTERM, 143, "terminated")])
+def test_ctrl_c_and_sigterm_save_the_image_so_far(files, signum, status, word):
     tmp, content, style = files
     out = tmp / "result.png"
     proc = subprocess.Popen([sys.executable, "-m", "impasto", str(content), str(style), "-o", str(out),
                              "--size", "64", "--iterations", "2000", "--scales", "1", "--save-every", "1", "-q"],
                             stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
-    while not (tmp / "result_00002.png").exists() and time.time() < deadline and proc.poll() is None:
+    while not (tmp / "result_00003.png").exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.05)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signum)
     _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, err
-    assert "interrupted" in err and "Traceback" not in err
-    assert PIL.Image.open(out).size == (64, 43)
+    assert proc.returncode == status, err
+    assert word in err and "Traceback" not in err
+    assert err.endswith("\n") and len(err.strip().splitlines()) == 1
+    saved = PIL.Image.open(out)
+    assert saved.size == (64, 43)
+    # The image of the latest step, not the start image.
+    first = np.asarray(PIL.Image.open(tmp / "result_00001.png"), dtype=np.float32)
+    assert np.abs(np.asarray(saved, dtype=np.float32) - first).mean() > 0.1
+    assert not [p for p in tmp.iterdir() if p.name.startswith(".")]  # no temporary file left
 
 
 def test_console_script_and_module_agree(files):

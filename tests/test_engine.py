@@ -155,3 +155,22 @@ def test_a_panorama_skips_the_scales_too_small_for_the_network(tiny_net, tensors
     result = stylize(panorama, style, network=tiny_net, size=140, scales=3, min_size=32, iterations=6,
                      callback=lambda p: sizes.append(p.size))
     assert result.image.size == (140, 20) and set(sizes) == {(140, 20)}
+
+
+def test_a_mask_of_another_shape_is_stretched_with_a_warning(tiny_net, tensors):
+    content, style = tensors  # content 48x32
+    square = torch.ones(1, 1, 40, 40)
+    with pytest.warns(UserWarning, match="style mask 1 is 40x40 but the content is 48x32"):
+        stylize(content, style, masks=[square], network=tiny_net, config=FAST.replace(iterations=1))
+
+
+def test_postprocessing_inputs_of_another_shape_warn(tmp_path):
+    from impasto import color_transfer, mask_transfer
+    out, content, mask = tmp_path / "o.png", tmp_path / "c.png", tmp_path / "m.png"
+    pattern(60, 40, 1).save(out)
+    pattern(40, 40, 2).save(content)
+    pattern(60, 40, 3).convert("L").save(mask)
+    with pytest.warns(UserWarning, match="content image is 40x40 but the stylised image is 60x40"):
+        mask_transfer(out, content, mask)
+    with pytest.warns(UserWarning, match="content image is 40x40"):
+        color_transfer(out, content)

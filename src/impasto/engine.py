@@ -14,6 +14,7 @@ import dataclasses
 import math
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,7 +25,7 @@ import torch
 from . import color
 from .config import StyleConfig
 from .errors import ImpastoError
-from .images import fit_longest, resize_image, resize_mask_image, tensor_to_pil
+from .images import fit_longest, resize_image, resize_mask_image, tensor_to_pil, warn_if_stretched
 from .losses import StyleRepresentation
 from .memory import Need, Plan, memory_error, peak_bytes, plan
 from .objective import Evaluation, Objective, Stopped, feature_windows
@@ -256,6 +257,10 @@ class Run:
     def __init__(self, painter: Painter, content: torch.Tensor, *, init: torch.Tensor | None = None,
                  terms: Sequence[Term] = (), stop: threading.Event | None = None) -> None:
         _check_image(content, "content")
+        for i, m in enumerate(painter.masks):
+            if m is not None:
+                warn_if_stretched(f"style mask {i + 1}", (m.shape[-1], m.shape[-2]),
+                                  (content.shape[-1], content.shape[-2]), "content")
         self.painter, self.config = painter, painter.config
         self.stop_event = stop or threading.Event()
         self.content = content.detach().float().cpu()
@@ -371,7 +376,6 @@ class Run:
                      for m in painter.masks]
             for i, m in enumerate(masks):
                 if m is not None and not m.any():
-                    import warnings
                     warnings.warn(f"style mask {i + 1} is all black, so style {i + 1} is not applied anywhere")
             targets = painter.targets(max(1, round(c.style_scale * longest)))
             terms.append(StyleLoss(painter.representation, targets, painter.blend, masks, (height, width),

@@ -368,3 +368,12 @@ def resize_mask_image(mask: torch.Tensor, height: int, width: int) -> torch.Tens
         mask = torch.nn.functional.interpolate(mask, size=(height, width), mode=mode,
                                                **({} if shrinking else {"align_corners": False}))
     return (mask >= 0.5).float()
+
+
+def warn_if_stretched(what: str, size: tuple[int, int], target: tuple[int, int], target_what: str) -> None:
+    """Warn, with both sizes, when resizing `size` (width, height) to `target` changes the aspect
+    ratio by more than 2 %: the image is stretched, which is rarely meant."""
+    (w, h), (tw, th) = size, target
+    if w and h and tw and th and abs((w / h) / (tw / th) - 1) > 0.02:
+        warnings.warn(f"{what} is {w}x{h} but the {target_what} is {tw}x{th}; "
+                      "it is stretched to fit (give it the same aspect ratio to avoid that)")
