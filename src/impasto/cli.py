@@ -30,6 +30,8 @@ from .transfer import Progress, stylize
 FLAG_NAMES = {"style_blend": "--style-weights"}
 NUMBER_LISTS = ("style_blend", "style_layer_weights")
 SUBCOMMANDS = ("mask-transfer", "color-transfer")
+# Front ends of their own, each in its sub-package: `impasto video ...` -> impasto.video.cli.main.
+FRONT_ENDS = {"video": "impasto.video.cli", "web": "impasto.web.cli"}
 EXIT_USAGE, EXIT_INTERRUPTED, EXIT_TERMINATED = 2, 130, 143
 _UNITS = {"": 1, "B": 1, "K": 2**10, "KB": 2**10, "M": 2**20, "MB": 2**20, "G": 2**30, "GB": 2**30,
           "T": 2**40, "TB": 2**40}
@@ -252,6 +254,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if argv and argv[0] in SUBCOMMANDS:
             return run_postprocess(argv[0], argv[1:])
+        if argv and argv[0] in FRONT_ENDS:
+            import importlib
+            return importlib.import_module(FRONT_ENDS[argv[0]]).main(argv[1:])
         return run_stylize(argv)
     except ImpastoError as error:
         print(f"impasto: error: {to_flags(str(error))}", file=sys.stderr)
