@@ -181,3 +181,20 @@ def test_version(capsys):
         main(["--version"])
     assert exit_info.value.code == 0
     assert capsys.readouterr().out.startswith("impasto ")
+
+
+def test_signals_ask_to_stop_and_never_interrupt_the_save():
+    import os
+    import threading
+    from impasto.cli import _signals_stop
+    stop = threading.Event()
+    with _signals_stop(stop) as signals:
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert stop.is_set() and signals.received == [signal.SIGTERM]
+        with pytest.raises(KeyboardInterrupt):  # a second Ctrl-C while running stops at once
+            os.kill(os.getpid(), signal.SIGINT)
+        signals.saving = True
+        os.kill(os.getpid(), signal.SIGINT)  # while saving: noted only
+        os.kill(os.getpid(), signal.SIGTERM)
+    assert signals.received == [signal.SIGTERM, signal.SIGINT, signal.SIGINT, signal.SIGTERM]
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL

@@ -177,14 +177,16 @@ def run_stylize(argv: Sequence[str]) -> int:
     bar = _progress_bar(config.iterations, quiet)
     reuse_freed_memory()
     stop = threading.Event()
-    try:
-        with _signals_stop(stop) as received:
+    with _signals_stop(stop) as signals:
+        try:
             result = stylize(content, styles, masks=masks, config=config, stop=stop,
                              callback=_callback(bar, out, save_every))
-    finally:
-        if bar is not None:
-            bar.close()
-    save_image(result.tensor, out)
+        finally:
+            if bar is not None:
+                bar.close()
+        signals.saving = True  # a signal now must not cost the image
+        save_image(result.tensor, out)
+    received = signals.received[:1]
     if result.interrupted:
         coarse = ""
         if result.upscaled:
@@ -199,24 +201,34 @@ def run_stylize(argv: Sequence[str]) -> int:
     return 0
 
 
+class _Signals:
+    """What _signals_stop saw: the signals received, and whether the result is being saved."""
+
+    def __init__(self) -> None:
+        self.received: list[int] = []
+        self.saving = False
+
+
 @contextmanager
-def _signals_stop(stop: threading.Event) -> Iterator[list[int]]:
+def _signals_stop(stop: threading.Event) -> Iterator[_Signals]:
     """While inside: Ctrl-C or SIGTERM asks the run to stop (it keeps its image); a second
-    Ctrl-C stops at once. Yields the list of signals received."""
-    received: list[int] = []
+    Ctrl-C stops at once (the latest image is still kept). Once `saving` is set, signals are only
+    noted, so that none can interrupt the write of the result."""
+    signals = _Signals()
 
     def handler(signum, frame) -> None:
-        if received and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        received.append(signum)
+        first = not signals.received
+        signals.received.append(signum)
         stop.set()
+        if not first and signum == signal.SIGINT and not signals.saving:
+            raise KeyboardInterrupt
 
     if threading.current_thread() is not threading.main_thread():
-        yield received
+        yield signals
         return
     previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        yield received
+        yield signals
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
