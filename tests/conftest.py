@@ -8,7 +8,6 @@ import torch
 
 from impasto.vgg import VGG
 
-SHARED_IMAGES = Path(__file__).resolve().parents[2] / "shared" / "images"
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 

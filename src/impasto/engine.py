@@ -365,12 +365,9 @@ class Run:
         c, painter = self.config, self.painter
         height, width = content.shape[-2:]
         windows = scale_plan.windows or (Window.whole(height, width),)
-        # The content loss is a sum over positions, the style loss is not: scale the content
-        # weight so each coarse scale solves the same trade-off as the final size.
-        weight_scale = math.prod(self.final) / (width * height)
         terms: list[Term] = []
         if c.content_weight:
-            terms.append(ContentLoss(self._content_targets(content, windows), c.content_weight * weight_scale))
+            terms.append(ContentLoss(self._content_targets(content, windows), c.content_weight))
         if c.style_weight:
             masks = [None if m is None else resize_mask_image(m, height, width).to(painter.device)
                      for m in painter.masks]

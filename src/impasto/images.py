@@ -155,6 +155,8 @@ def _open_path(source: str | os.PathLike, what: str) -> Image.Image:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with open(path, "rb") as fh, Image.open(fh) as img:
                 return _checked(img, label)
+    except ImpastoError:  # a ValueError too, but already the message to show
+        raise
     except FileNotFoundError:
         raise _error(f"{label} does not exist; check the path") from None
     except PermissionError:

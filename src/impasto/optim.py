@@ -52,6 +52,8 @@ def lbfgs(evaluate: Evaluate, x0: torch.Tensor, steps: int, history: int = 20,
     memory: deque = deque(maxlen=history)
     gamma = 1.0
     for _ in range(steps):
+        if not bool(g.any()):
+            return  # a stationary point: no direction lowers the loss
         d = _direction(g, memory, gamma) if memory else _downhill(g, first_step)
         slope = torch.dot(g, d)
         if slope >= 0:  # not a descent direction: forget the curvature and go downhill

