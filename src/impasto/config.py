@@ -71,7 +71,8 @@ class StyleConfig:
                                 "(default: what the device has available)"})
     winograd: bool = field(
         default=True, metadata={"help": "on the CPU, convolve layers with 256 or more input channels by Winograd "
-                                "F(4x4,3x3): faster, and within 1e-5 of direct convolution"})
+                                "F(4x4,3x3) where it is faster on this machine (timed once, then cached); "
+                                "within 1e-5 of direct convolution"})
     # Novak & Nikulin, "Improving the Neural Algorithm of Artistic Style".
     layer_weighting: str = field(
         default="uniform", metadata={"help": "style layer weights (geometric: 2^(D-l), normalised)",
