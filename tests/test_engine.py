@@ -174,3 +174,10 @@ def test_postprocessing_inputs_of_another_shape_warn(tmp_path):
         mask_transfer(out, content, mask)
     with pytest.warns(UserWarning, match="content image is 40x40"):
         color_transfer(out, content)
+
+
+def test_a_style_too_small_for_the_network_is_an_error(tiny_net, tensors):
+    content, _ = tensors
+    sliver = to_tensor(pattern(400, 20, 3))
+    with pytest.raises(ImpastoError, match=r"style image scaled to 40x2 is too small for relu5_1 .* style_scale"):
+        stylize(content, sliver, network=tiny_net, config=FAST)

@@ -210,6 +210,11 @@ class Painter:
 
     def _grams(self, style: torch.Tensor, longest: int) -> list[torch.Tensor]:
         width, height = fit_longest(style.shape[-1], style.shape[-2], longest)
+        deepest = self.network.deepest(self.style_layers)
+        if min(width, height) < layer_stride(deepest):
+            raise ImpastoError(f"a style image scaled to {width}x{height} is too small for {deepest} "
+                               f"(it needs {layer_stride(deepest)} px on the shorter side); "
+                               "raise style_scale or size, or use a less elongated style image")
         image = resize_image(style, height, width).to(self.device)
         need = dataclasses.replace(self.need(), layers=self.style_layers, content_layers=(), forward_only=True)
         scale_plan = plan(need, width, height)
