@@ -8,7 +8,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[test]'
 	touch $@
 
-.PHONY: setup demo test gallery bench
+.PHONY: setup demo test gallery bench web
 setup: $(VENV)/.installed
 
 demo: $(VENV)/.installed
@@ -22,3 +22,6 @@ gallery: $(VENV)/.installed
 
 bench: $(VENV)/.installed
 	$(BIN)/python scripts/benchmark.py
+
+web: $(VENV)/.installed   # the studio page on http://127.0.0.1:7860 (Ctrl-C to stop)
+	$(BIN)/impasto web
