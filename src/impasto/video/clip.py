@@ -1,0 +1,344 @@
+"""Frames in and out: a folder of images or a video file (PyAV), and a folder of finished frames
+that a stopped job resumes from.
+
+A clip is read lazily, one frame at a time, so a long video is never held in memory; what can be
+checked before work starts (it is a video, it has frames, they have one size, the output codec
+can be written) is checked when the clip or the output is opened. PyAV is imported only here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import PIL.Image
+
+from ..errors import ImpastoError
+from ..images import IMAGE_EXTENSIONS, read_image
+
+VIDEO_CODECS = {".mp4": "libx264", ".m4v": "libx264", ".mov": "libx264", ".mkv": "libx264",
+                ".webm": "libvpx-vp9", ".avi": "mpeg4", ".gif": "gif"}
+"""Output extension -> the video codec it is written with (GIF: by Pillow, one palette per frame,
+which dithers far better than FFmpeg's fixed 8-bit palette)."""
+AUDIO_CODECS = {".mp4": "aac", ".m4v": "aac", ".mov": "aac", ".mkv": "aac", ".webm": "libopus", ".avi": "libmp3lame"}
+"""Output extension -> the codec its audio track is re-encoded to (GIF has no audio)."""
+_CODEC_OPTIONS = {"libx264": {"crf": "18", "preset": "medium"}, "libvpx-vp9": {"crf": "30", "b": "0"}}
+_PIXEL_FORMATS = {"libvpx-vp9": "yuv420p", "libx264": "yuv420p", "mpeg4": "yuv420p"}
+DEFAULT_FPS = Fraction(24)
+MANIFEST = ".impasto-video.json"
+
+
+def av_module():
+    """PyAV, or a one-line error naming the extra to install."""
+    try:
+        import av
+    except ImportError:
+        raise ImpastoError("impasto video needs PyAV for video files; "
+                           "install it with: pip install 'impasto[video]'") from None
+    return av
+
+
+def is_video_path(path: str | os.PathLike) -> bool:
+    """Whether a path names a video file by its extension (else it is a folder of frames)."""
+    return Path(path).suffix.lower() in VIDEO_CODECS
+
+
+def _natural_key(name: str) -> list:
+    """Sort key that puts frame_2 before frame_10."""
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
+
+
+def image_files(folder: Path) -> list[Path]:
+    """The image files of a folder, sorted by name (numbers in numeric order)."""
+    files = [p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+             and not p.name.startswith(".")]
+    return sorted(files, key=lambda p: _natural_key(p.name))
+
+
+@dataclass(frozen=True)
+class Clip:
+    """A clip to style: where it is, its frames' names, count, size and rate, and whether it has sound."""
+
+    path: Path
+    names: tuple[str, ...]       # the output file name of each frame
+    size: tuple[int, int]        # (width, height) of every frame
+    fps: Fraction
+    audio: bool = False
+
+    @property
+    def count(self) -> int:
+        return len(self.names)
+
+    @property
+    def is_video(self) -> bool:
+        return self.path.is_file()
+
+    def frames(self, start: int = 0) -> Iterator[PIL.Image.Image]:
+        """The RGB frames from index `start` on, read one at a time."""
+        if self.is_video:
+            yield from _decode(self.path, start)
+        else:
+            for name in self.names[start:]:
+                yield read_image(self.path / name, f"frame {self.path / name}")
+
+
+def open_clip(path: str | os.PathLike, fps: float | None = None) -> Clip:
+    """A video file or a folder of frames, checked: it exists, has frames, and they have one size.
+
+    `fps` is the rate of a folder's frames (default 24); a video keeps its own rate unless given.
+    """
+    where = Path(path).expanduser()
+    if fps is not None and not fps > 0:
+        raise ImpastoError(f"fps must be greater than 0, got {fps:g}")
+    rate = Fraction(fps).limit_denominator(1001) if fps else None
+    if where.is_dir():
+        return _open_folder(where.resolve(), rate or DEFAULT_FPS)
+    if not where.exists():
+        raise ImpastoError(f"input {where} does not exist; give a video file or a folder of frames")
+    return _open_video(where.resolve(), rate)
+
+
+def _open_folder(folder: Path, fps: Fraction) -> Clip:
+    files = image_files(folder)
+    if not files:
+        raise ImpastoError(f"input folder {folder} has no frames (no {', '.join(IMAGE_EXTENSIONS)} files)")
+    size = None
+    for file in files:
+        try:
+            with PIL.Image.open(file) as img:
+                found = img.size
+        except (OSError, ValueError) as exc:
+            raise ImpastoError(f"frame {file} is not an image PIL can read ({exc})") from None
+        if size is None:
+            size, first = found, file
+        elif found != size:
+            raise ImpastoError(f"frames differ in size: {first.name} is {size[0]}x{size[1]} but {file.name} is "
+                               f"{found[0]}x{found[1]}; give frames of one size")
+    return Clip(folder, tuple(f.name for f in files), size, fps)
+
+
+def _open_video(file: Path, fps: Fraction | None) -> Clip:
+    av = av_module()
+    try:
+        with av.open(str(file)) as container:
+            if not container.streams.video:
+                raise ImpastoError(f"input {file} has no video stream; give a video file or a folder of frames")
+            stream = container.streams.video[0]
+            rate = stream.average_rate or stream.guessed_rate or DEFAULT_FPS
+            size = (stream.codec_context.width, stream.codec_context.height)
+            audio = bool(container.streams.audio)
+            stream.thread_type = "AUTO"
+            count = sum(1 for _ in container.decode(stream))  # packets can differ from frames
+    except ImpastoError:
+        raise
+    except (av.FFmpegError, OSError, ValueError) as exc:
+        raise ImpastoError(f"input {file} is not a video PyAV can read ({_reason(exc)}); "
+                           "give a video file or a folder of frames") from None
+    if count == 0 or 0 in size:
+        raise ImpastoError(f"input {file} has no frames")
+    names = tuple(f"frame_{i:05d}.png" for i in range(1, count + 1))
+    return Clip(file, names, size, fps or Fraction(rate), audio)
+
+
+def _reason(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _decode(file: Path, start: int) -> Iterator[PIL.Image.Image]:
+    av = av_module()
+    with av.open(str(file)) as container:
+        for index, frame in enumerate(container.decode(video=0)):
+            if index >= start:
+                yield frame.to_image().convert("RGB")
+
+
+# --- writing ------------------------------------------------------------------------------------
+
+
+def _temp_next_to(target: Path) -> Path:
+    return target.with_name(f".{target.stem}.{secrets.token_hex(4)}.tmp{target.suffix}")
+
+
+def _even(image: np.ndarray, codec: str) -> np.ndarray:
+    """4:2:0 video needs even sides: drop a last odd row or column."""
+    if codec == "gif":
+        return image
+    height, width = image.shape[:2]
+    return image[: height - height % 2, : width - width % 2]
+
+
+def write_video(path: str | os.PathLike, frames: Iterable[PIL.Image.Image], fps: Fraction,
+                audio_from: Path | None = None) -> Path:
+    """Encode RGB frames to a video file atomically; with `audio_from`, add that file's sound,
+    cut to the frames' duration. Returns the path written."""
+    av = av_module()
+    target = Path(path).resolve()
+    suffix = target.suffix.lower()
+    codec = VIDEO_CODECS[suffix]
+    temp = _temp_next_to(target)
+    try:
+        count = _encode(av, temp, codec, AUDIO_CODECS.get(suffix), frames, fps, audio_from)
+        if count == 0:
+            raise ImpastoError(f"no frames to write to {target}")
+        os.replace(temp, target)
+    except BaseException as exc:
+        temp.unlink(missing_ok=True)
+        if isinstance(exc, (av.FFmpegError, OSError)):
+            raise ImpastoError(f"cannot write video {target} ({_reason(exc)})") from None
+        raise
+    return target
+
+
+def _encode(av, path: Path, codec: str, audio_codec: str | None, frames: Iterable[PIL.Image.Image],
+            fps: Fraction, audio_from: Path | None) -> int:
+    frames = iter(frames)
+    first = next(frames, None)
+    if first is None:
+        return 0
+    if codec == "gif":
+        return _write_gif(path, first, frames, fps)
+    with av.open(str(path), "w") as out:
+        video = out.add_stream(codec, rate=fps)
+        height, width = _even(np.asarray(first), codec).shape[:2]
+        video.width, video.height, video.pix_fmt = width, height, _PIXEL_FORMATS.get(codec, "yuv420p")
+        video.options = dict(_CODEC_OPTIONS.get(codec, {}))
+        source = av.open(str(audio_from)) if audio_from is not None else None
+        try:
+            sound = None
+            if source is not None and source.streams.audio and audio_codec is not None:
+                rate = source.streams.audio[0].rate or 48000
+                sound = out.add_stream(audio_codec, rate=48000 if audio_codec == "libopus" else rate)
+            count = 0
+            for count, image in enumerate(_chain(first, frames), start=1):
+                frame = av.VideoFrame.from_ndarray(_even(np.asarray(image.convert("RGB")), codec), format="rgb24")
+                frame.pts = count - 1
+                out.mux(video.encode(frame))
+            out.mux(video.encode())
+            if sound is not None:
+                _copy_audio(source, sound, out, float(count / fps))
+        finally:
+            if source is not None:
+                source.close()
+    return count
+
+
+def _write_gif(path: Path, first: PIL.Image.Image, rest: Iterator[PIL.Image.Image], fps: Fraction) -> int:
+    frames = [first.convert("RGB"), *(image.convert("RGB") for image in rest)]
+    frames[0].save(path, format="GIF", save_all=True, append_images=frames[1:], loop=0,
+                   duration=max(20, round(1000 / fps)))
+    return len(frames)
+
+
+def _chain(first, rest):
+    yield first
+    yield from rest
+
+
+def _copy_audio(source, sound, out, seconds: float) -> None:
+    """Re-encode the source's first audio track into `sound`, up to `seconds`."""
+    stream = source.streams.audio[0]
+    for frame in source.decode(stream):
+        if frame.time is not None and frame.time >= seconds:
+            break
+        frame.pts = None  # the encoder numbers the samples afresh from 0
+        out.mux(sound.encode(frame))
+    out.mux(sound.encode())
+
+
+def check_video_output(path: str | os.PathLike, size: tuple[int, int], fps: Fraction) -> Path:
+    """The output video's path, once a two-frame test clip of this size and codec was written next
+    to it (so a codec PyAV cannot write fails before the work, not after)."""
+    target = Path(path).expanduser().resolve()
+    codec = VIDEO_CODECS[target.suffix.lower()]
+    if target.is_dir():
+        raise ImpastoError(f"output {target} is a folder; give a video file name or a folder without an extension")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ImpastoError(f"output {target}: cannot create folder {target.parent} ({_reason(exc)})") from None
+    av = av_module()
+    probe = _temp_next_to(target)
+    black = PIL.Image.new("RGB", size)
+    try:
+        _encode(av, probe, codec, None, [black, black], fps, None)
+    except (av.FFmpegError, OSError, ValueError) as exc:
+        raise ImpastoError(f"output {target}: PyAV cannot write {codec} video here ({_reason(exc)}); "
+                           f"use another extension: {', '.join(VIDEO_CODECS)}") from None
+    finally:
+        probe.unlink(missing_ok=True)
+    return target
+
+
+# --- finished frames and resuming ---------------------------------------------------------------
+
+
+class FrameStore:
+    """A folder of finished frames (PNG or the input's format), with a manifest recording which
+    job they belong to and how many are done, so a stopped job resumes after the last one."""
+
+    def __init__(self, folder: Path, names: tuple[str, ...], fingerprint: str, restart: bool = False) -> None:
+        self.folder, self.names, self.fingerprint = folder, names, fingerprint
+        self._check_folder()
+        self.done = 0 if restart else self._resumable()
+
+    def _check_folder(self) -> None:
+        if self.folder.exists() and not self.folder.is_dir():
+            raise ImpastoError(f"output {self.folder} is a file; give a folder or a video file name")
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ImpastoError(f"output: cannot create folder {self.folder} ({_reason(exc)})") from None
+        if not os.access(self.folder, os.W_OK | os.X_OK):
+            raise ImpastoError(f"output folder {self.folder} is not writable; choose another folder")
+
+    def _resumable(self) -> int:
+        """Frames already done by this same job; an error if the folder holds another job's frames."""
+        manifest = self.folder / MANIFEST
+        if manifest.exists():
+            try:
+                record = json.loads(manifest.read_text())
+            except (OSError, ValueError):
+                record = {}
+            if record.get("fingerprint") != self.fingerprint:
+                raise ImpastoError(f"output folder {self.folder} holds frames of another job (other input, styles "
+                                   "or options); choose another output or pass restart to start over")
+            done = int(record.get("done", 0))
+            while done and not (self.folder / self.names[done - 1]).exists():
+                done -= 1
+            return done
+        clash = next((n for n in self.names if (self.folder / n).exists()), None)
+        if clash is not None:
+            raise ImpastoError(f"output folder {self.folder} already has {clash}, not written by impasto video; "
+                               "choose an empty folder or pass restart to overwrite")
+        return 0
+
+    def path(self, index: int) -> Path:
+        return self.folder / self.names[index]
+
+    def save(self, index: int, image: PIL.Image.Image) -> None:
+        """Write frame `index` and record it done (frames are written in order)."""
+        from ..images import save_image
+        save_image(image, self.path(index))
+        self.done = index + 1
+        self._write_manifest()
+
+    def load(self, index: int) -> PIL.Image.Image:
+        return read_image(self.path(index), f"finished frame {self.path(index)}")
+
+    def _write_manifest(self) -> None:
+        record = {"fingerprint": self.fingerprint, "done": self.done, "frames": len(self.names)}
+        temp = self.folder / f"{MANIFEST}.{secrets.token_hex(4)}.tmp"
+        temp.write_text(json.dumps(record))
+        os.replace(temp, self.folder / MANIFEST)
+
+    def finished(self) -> Iterator[PIL.Image.Image]:
+        """The frames done so far, in order."""
+        for index in range(self.done):
+            yield self.load(index)
