@@ -314,11 +314,12 @@ def _as_savable(img: torch.Tensor | Image.Image) -> Image.Image:
     return img if img.mode in ("RGB", "L") else read_image(img, "image to save")
 
 
-def save_image(img: torch.Tensor | Image.Image, path: str | os.PathLike) -> Path:
+def save_image(img: torch.Tensor | Image.Image, path: str | os.PathLike, **options: object) -> Path:
     """Write `img` atomically to `path` (format from the extension) and return the resolved path.
 
-    Either the complete new image replaces the target, or the target is left untouched and an
-    ImpastoError is raised; no temporary file is left behind.
+    `options` go to Pillow's writer beside the format's defaults (e.g. `pnginfo=` for text
+    chunks). Either the complete new image replaces the target, or the target is left untouched
+    and an ImpastoError is raised; no temporary file is left behind.
     """
     target = check_output_path(path)
     picture = _as_savable(img)
@@ -330,7 +331,7 @@ def save_image(img: torch.Tensor | Image.Image, path: str | os.PathLike) -> Path
                      "check the folder's permissions") from None
     try:
         with os.fdopen(fd, "wb") as fh:
-            picture.save(fh, format=image_format, **_SAVE_OPTIONS.get(image_format, {}))
+            picture.save(fh, format=image_format, **{**_SAVE_OPTIONS.get(image_format, {}), **options})
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(temp, target)

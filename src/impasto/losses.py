@@ -139,15 +139,15 @@ class StyleRepresentation:
 
     def grams(self, features: Mapping[str, torch.Tensor],
               masks: Mapping[str, torch.Tensor] | None = None) -> list[torch.Tensor]:
-        """One matrix per term; `masks` maps a layer name to a mask at that layer's size."""
-        out = []
-        for layer, partner in self.terms:
-            mask = masks[layer] if masks is not None else None
-            if partner is None:
-                out.append(gram_matrix(features[layer], self.shift, mask))
-            else:
-                out.append(cross_gram(features[layer], features[partner], self.shift, mask))
-        return out
+        """One matrix per term of a whole image's features; `masks` maps a layer name to a mask
+        at that layer's size. The same sums as the tiled path, divided once."""
+        # The image size the features imply: exact at the shallowest layer, and every deeper
+        # layer's size follows from it by the same floor division the network does.
+        shallow = min((layer for term in self.terms for layer in term if layer), key=layer_stride)
+        stride = layer_stride(shallow)
+        height, width = (n * stride for n in features[shallow].shape[-2:])
+        sums = self.sums(features, Window.whole(height, width), masks)
+        return [s / a for s, a in zip(sums, self.areas(height, width, masks))]
 
     def loss(self, grams: Sequence[torch.Tensor], targets: Sequence[torch.Tensor]) -> torch.Tensor:
         """Sum over terms of w_l * E_l."""

@@ -209,13 +209,6 @@ def largest_fitting(need: Need, width: int, height: int) -> int:
     return low
 
 
-def check_memory(network: VGG, width: int, height: int, last: str, device: torch.device) -> None:
-    """ImpastoError, before any work, when an untiled run of this size will not fit."""
-    need = Need(network, (last,), (), device, tile="off")
-    if plan(need, width, height) is None:
-        raise memory_error(need, width, height)
-
-
 def memory_error(need: Need, width: int, height: int) -> ImpastoError:
     """The one-line error for a size that does not fit, naming the largest that does."""
     budget = _budget(need) or 0

@@ -21,7 +21,7 @@ from typing import IO, Any, Union
 from PIL import Image, PngImagePlugin, UnidentifiedImageError
 
 from .errors import ImpastoError
-from .images import _open_temp, check_output_path
+from .images import check_output_path, save_image
 
 SCHEMA = 1
 KEY = "impasto"          # iTXt chunk: the record as compact JSON
@@ -144,25 +144,7 @@ def save_png_with_settings(image: Image.Image, path: str | os.PathLike, record: 
     info = PngImagePlugin.PngInfo()
     info.add_itxt(KEY, json.dumps(record, separators=(",", ":"), ensure_ascii=False, allow_nan=False))
     info.add_itxt(SUMMARY_KEY, summary(record))
-    picture = image if image.mode in ("RGB", "L", "RGBA") else image.convert("RGB")
-    try:
-        fd, temp = _open_temp(target)
-    except OSError as exc:
-        raise ImpastoError(f"cannot write output {os.fspath(path)} ({exc.strerror or exc}); "
-                           "check the folder's permissions") from None
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            picture.save(fh, format="PNG", pnginfo=info)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(temp, target)
-    except BaseException as exc:
-        temp.unlink(missing_ok=True)
-        if not isinstance(exc, Exception):
-            raise
-        raise ImpastoError(f"cannot write output {os.fspath(path)} ({exc}); "
-                           "check free disk space and permissions") from exc
-    return target
+    return save_image(image, target, pnginfo=info)
 
 
 def read_settings(source: str | os.PathLike | IO[bytes]) -> dict[str, Any] | None:

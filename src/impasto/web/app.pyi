@@ -8,6 +8,8 @@ carries its settings. Every ImpastoError becomes a readable message in the page.
 from __future__ import annotations
 
 import functools
+import html
+import inspect
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -23,10 +25,13 @@ gr = require_gradio()  # this module is the page; importing it without Gradio sa
 
 TITLE = "impasto studio"
 MAX_FILE_SIZE = "25MB"   # largest upload the server accepts
+LOSS_COLOURS = {"total": "#222222", "content": "#1f77b4", "style": "#dd2e44", "tv": "#e8a317"}
+PLOT_POINTS = 200       # iterations drawn in the loss plot, at most
 QUEUE_SIZE = 16          # jobs that may wait; more are turned away with a message
 UPLOAD_SOURCES = ("upload", "clipboard")
 CSS = """
 #status { min-height: 2.2em; }
+#painting img { width: 100%; height: 100%; object-fit: contain; }
 #legend .swatch { display: inline-block; width: 0.9em; height: 0.9em; border-radius: 2px;
                   margin-right: 0.3em; vertical-align: -0.1em; }
 #legend p { margin: 0.15em 0; }
@@ -76,7 +81,9 @@ def create_app(network: VGG | None = None, *, base: StyleConfig | None = None, f
         network = build_network(base, resolve_device(base.device))
     studio = jobs.Studio(network, folder, preview_every=preview_every, weights_sha256=weights_sha256)
     base = base.replace(device=studio.device)
-    return _Page(studio, base).blocks
+    blocks = _Page(studio, base).blocks
+    blocks.impasto_results = studio.folder  # launch lets Gradio serve the downloads from here
+    return blocks
 
 
 def launch(app: Any, *, host: str = "127.0.0.1", port: int = 7860, max_file_size: str | int = MAX_FILE_SIZE,
@@ -86,9 +93,11 @@ def launch(app: Any, *, host: str = "127.0.0.1", port: int = 7860, max_file_size
         app.queue(max_size=QUEUE_SIZE, default_concurrency_limit=1).launch(
             server_name=host, server_port=port, share=False, max_file_size=max_file_size, show_error=True,
             prevent_thread_lock=not block, quiet=quiet, inbrowser=False, ssr_mode=False, mcp_server=False,
-            enable_monitoring=False, pwa=False, footer_links=["api", "settings"], css=CSS)
+            enable_monitoring=False, pwa=False, footer_links=["api", "settings"], css=CSS,
+            allowed_paths=[str(app.impasto_results)] if hasattr(app, "impasto_results") else None)
     except OSError as error:
-        raise ImpastoError(f"cannot serve on {host}:{port} ({error}); choose another port with --port") from None
+        reason = "the port is in use" if "empty port" in str(error) else str(error).splitlines()[0]
+        raise ImpastoError(f"cannot serve on {host}:{port} ({reason}); choose another port with --port") from None
     return app.local_url
 
 
@@ -117,16 +126,16 @@ class _Page:
             with gr.Row(equal_height=False):
                 with gr.Column(scale=5):
                     self._inputs()
-                    self._options()
+                    self._regions()
                 with gr.Column(scale=6):
                     self._outputs()
+                    self._options()
             self._events()
 
     # --- layout --------------------------------------------------------------------------------
 
     def _inputs(self) -> None:
-        upload = UploadImage
-        self.content = upload(label="Content photo", type="filepath", sources=UPLOAD_SOURCES, height=260,
+        self.content = UploadImage(label="Content photo", type="filepath", sources=UPLOAD_SOURCES, height=260,
                               elem_id="content")
         self.style_count = gr.State(1)
         self.tabs, self.styles, self.weights, self.masks, self.mask_uploads = [], [], [], [], []
@@ -134,7 +143,7 @@ class _Page:
             for i, colour in enumerate(jobs.STYLE_COLOURS, start=1):
                 with gr.Tab(f"Style {i}", visible=i == 1, id=f"style-tab-{i}") as tab:
                     with gr.Row(equal_height=False):
-                        self.styles.append(upload(label=f"Style {i}", type="filepath", sources=UPLOAD_SOURCES,
+                        self.styles.append(UploadImage(label=f"Style {i}", type="filepath", sources=UPLOAD_SOURCES,
                                                   height=200, elem_id=f"style-{i}"))
                         with gr.Column():
                             self.weights.append(gr.Slider(0, 1, value=1, step=0.05, elem_id=f"weight-{i}",
@@ -144,7 +153,7 @@ class _Page:
                                                                      file_types=["image"], size="sm",
                                                                      elem_id=f"mask-upload-{i}"))
                     self.masks.append(gr.ImageMask(
-                        label=f"Where style {i} goes: paint over the photo (nothing painted = everywhere)",
+                        label=f"Paint where style {i} goes (nothing painted: everywhere)",
                         sources=(), transforms=(), layers=False, type="numpy", height=300, elem_id=f"mask-{i}",
                         brush=gr.Brush(colors=[(colour, jobs.MASK_OPACITY)], color_mode="fixed"),
                         eraser=gr.Eraser()))
@@ -175,8 +184,8 @@ class _Page:
 
     def _server_line(self) -> str:
         b = self.base
-        return (f"network {self.studio.network.arch.upper() if hasattr(self.studio.network, 'arch') else 'VGG'}"
-                f" ({b.weights or 'default weights'}), {b.pooling} pooling, device {b.device}")
+        return (f"network {self.studio.network.arch.upper()} ({b.weights or 'default weights'}), "
+                f"{b.pooling} pooling, device {b.device}")
 
     def _outputs(self) -> None:
         self.painting = gr.Image(label="Painting", interactive=False, format="png", height=420,
@@ -186,28 +195,34 @@ class _Page:
             self.run_button = gr.Button("Run", variant="primary", elem_id="run")
             self.stop_button = gr.Button("Stop", variant="stop", elem_id="stop")
             self.download = gr.DownloadButton("Download PNG", interactive=False, elem_id="download")
-        with gr.Row(equal_height=False):
-            self.plot = gr.LinePlot(x="iteration", y="log10 loss", color="term", label="Loss", height=220,
-                                    x_title="iteration", y_title="log10 of the loss", elem_id="loss")
-            with gr.Column():
-                self.regions = gr.Image(label="Which style goes where", interactive=False, height=180,
-                                        format="png", elem_id="regions", buttons=[])
-                self.legend = gr.HTML(elem_id="legend")
+        # No label above the plot: with one, Gradio's fixed height cuts off the legend.
+        self.plot = gr.LinePlot(x="iteration", y="log10 loss", color="term", label="Loss", show_label=False,
+                                height=250, x_title="iteration", y_title="loss (log10)", color_title="",
+                                elem_id="loss", color_map=LOSS_COLOURS)
         self.ticket = gr.State(None)
+
+    def _regions(self) -> None:
+        self.regions = gr.Image(label="Which style goes where", interactive=False, height=200,
+                                format="png", elem_id="regions", buttons=[])
+        self.legend = gr.HTML(elem_id="legend")
 
     # --- events --------------------------------------------------------------------------------
 
     def _events(self) -> None:
         region_inputs = [self.content, *self.styles, *self.masks]
-        self.content.change(_readable(self.new_content), self.content, self.masks, api_name="content")
+        helper = dict(api_visibility="undocumented")  # callable, but not advertised in the API page
+        self.content.change(_readable(self.new_content), [self.content, self.style_count], self.masks,
+                            api_name="content", **helper)
         for i, (style, upload) in enumerate(zip(self.styles, self.mask_uploads), start=1):
-            style.upload(_readable(functools.partial(self.check_style, i)), style, None, api_name=f"check_style_{i}")
+            style.upload(_readable(functools.partial(self.check_style, i)), style, None,
+                         api_name=f"check_style_{i}", **helper)
             upload.upload(_readable(functools.partial(self.load_mask, i)), [upload, self.content],
-                          self.masks[i - 1], api_name=f"load_mask_{i}")
+                          self.masks[i - 1], api_name=f"load_mask_{i}", **helper)
         for trigger in (self.content.change, *(s.change for s in self.styles), *(m.change for m in self.masks)):
             trigger(self.show_regions, region_inputs, [self.regions, self.legend], api_visibility="private",
                     concurrency_limit=None, show_progress="hidden")
-        self.add_style.click(self.more_styles, self.style_count, [self.style_count, *self.tabs, self.add_style],
+        self.add_style.click(self.more_styles, [self.style_count, self.content],
+                             [self.style_count, *self.tabs, self.add_style, *self.masks],
                              api_visibility="private", concurrency_limit=None)
         self.preset.change(self.apply_preset, self.preset, [self.options[n] for n in controls.IMPROVED],
                            api_visibility="private", concurrency_limit=None)
@@ -215,19 +230,50 @@ class _Page:
         for i in range(len(self.styles)):
             kwargs.update({f"style_{i + 1}": self.styles[i], f"weight_{i + 1}": self.weights[i],
                            f"mask_{i + 1}": self.masks[i]})
-        self.run_button.click(self.arm, None, self.ticket, api_visibility="private", concurrency_limit=None).then(
-            self.paint, inputs_kwargs=kwargs, outputs=[self.painting, self.status, self.plot, self.download],
-            api_name="paint", concurrency_limit=1, concurrency_id="paint", show_progress_on=[self.status])
+        # Arm the Stop switch first, so a Stop pressed while the job waits in the queue counts.
+        armed = self.run_button.click(self.arm, None, [self.ticket, self.status], api_visibility="private",
+                                      concurrency_limit=None)
+        armed.then(self._paint_handler(kwargs), inputs_kwargs=kwargs,
+                   outputs=[self.painting, self.status, self.plot, self.download], api_name="paint",
+                   concurrency_limit=1, concurrency_id="paint", show_progress_on=[self.painting])
         self.stop_button.click(self.stop, None, None, api_name="stop", concurrency_limit=None)
+
+    def _paint_handler(self, inputs: dict[str, Any]) -> Callable:
+        """`paint`, presented to Gradio (and so to API clients) with one keyword per input.
+
+        Inputs that may be left out (the content and the first style may not) default to None,
+        which a client then need not send; the others default to the widget's value.
+        """
+        def paint(request: gr.Request, **values: Any) -> Iterator[list[Any]]:
+            yield from self.paint(request, **values)
+
+        required = ("content", "style_1")
+        optional = {n for n in inputs if n not in required and getattr(inputs[n], "value", None) is None}
+        keyword = inspect.Parameter.KEYWORD_ONLY
+        paint.__signature__ = inspect.Signature(
+            [inspect.Parameter("request", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=gr.Request)]
+            + [inspect.Parameter(n, keyword, default=None if n in optional else inspect.Parameter.empty)
+               for n in inputs])
+        paint.__annotations__ = {"request": gr.Request}
+        paint.__doc__ = self.paint.__doc__
+        return paint
 
     # --- handlers ------------------------------------------------------------------------------
 
-    def new_content(self, path: str | None) -> list[Any]:
-        """Each mask editor shows the new content, with nothing painted."""
+    def new_content(self, path: str | None, count: int) -> list[Any]:
+        """The shown styles' mask editors show the new content, with nothing painted.
+
+        Hidden editors stay empty until their style is added: the browser sends every editor's
+        picture with each event, so an empty one costs nothing.
+        """
+        editor = self._blank_editor(path)
+        return [editor if i < count else None for i in range(len(self.masks))]
+
+    def _blank_editor(self, path: str | None) -> dict | None:
         if not path:
-            return [None] * len(self.masks)
-        background = jobs.editor_background(jobs.read_upload(path, "content image"))
-        return [{"background": background, "layers": [], "composite": None}] * len(self.masks)
+            return None
+        return {"background": jobs.editor_background(jobs.read_upload(path, "content image")), "layers": [],
+                "composite": None}
 
     def check_style(self, index: int, path: str | None) -> None:
         if path:
@@ -238,6 +284,9 @@ class _Page:
         if not content:
             raise ImpastoError("upload the content photo first; a mask marks areas of it")
         mask = jobs.read_mask_upload(str(getattr(file, "name", file)), f"style mask {index}")
+        if np.asarray(mask).max() < 128:  # in the editor, nothing marked would mean everywhere
+            raise ImpastoError(f"style mask {index} is all black, so it marks no area; "
+                               "upload one that is white where the style goes")
         photo = jobs.read_upload(content, "content image")
         jobs.check_mask_shape(mask, photo.size, f"style mask {index}")
         background = jobs.editor_background(photo)
@@ -256,16 +305,23 @@ class _Page:
         masks = [jobs.painted_mask(_layers(editors[i])) for i in used]
         return jobs.regions(photo, masks), _legend(used, masks, [styles[i] for i in used])
 
-    def more_styles(self, count: int) -> list[Any]:
+    def more_styles(self, count: int, content: str | None) -> list[Any]:
+        """One more style tab, its editor showing the content."""
         count = min(count + 1, len(self.tabs))
+        try:
+            editor = self._blank_editor(content)
+        except ImpastoError:
+            editor = None
         return [count, *(gr.Tab(visible=i < count) for i in range(len(self.tabs))),
-                gr.Button(visible=count < len(self.tabs))]
+                gr.Button(visible=count < len(self.tabs)),
+                *(editor if i == count - 1 else gr.skip() for i in range(len(self.masks)))]
 
     def apply_preset(self, preset: str) -> list[Any]:
         return [controls.PRESETS[preset][name] for name in controls.IMPROVED]
 
-    def arm(self, request: gr.Request) -> str:
-        return self.switches.arm(request.session_hash)
+    def arm(self, request: gr.Request) -> tuple[str, str]:
+        """A Stop switch for the run about to be queued, and a status line for while it waits."""
+        return self.switches.arm(request.session_hash), "Waiting for its turn (one run at a time)…"
 
     def stop(self, request: gr.Request) -> None:
         """Stop this browser's run; it keeps the image it has."""
@@ -291,20 +347,28 @@ class _Page:
         try:
             job = self.job(values)
             for frame in self.studio.paint(job, stop):
-                yield [frame.image or frame.preview or gr.skip(), frame.status, _plot(frame.history),
-                       gr.DownloadButton(value=str(frame.download), interactive=True) if frame.download
-                       else gr.DownloadButton(value=None, interactive=False)]
+                picture = frame.image if frame.image is not None else frame.preview
+                yield [gr.skip() if picture is None else picture, frame.status, _plot(frame.history),
+                       gr.DownloadButton(value=None if frame.download is None else str(frame.download),
+                                         interactive=frame.download is not None)]
         except ImpastoError as error:
-            raise gr.Error(controls.to_labels(str(error)), title="Cannot paint", print_exception=False) from None
+            message = controls.to_labels(str(error))
+            yield [gr.skip(), f"Cannot paint: {message}", gr.skip(), gr.skip()]
+            raise gr.Error(message, title="Cannot paint", print_exception=False) from None
         finally:
             self.switches.forget(session, stop)
 
 
-def _plot(history: list[dict[str, float]]) -> Any:
+def _plot(history: list[dict[str, float]], points: int = PLOT_POINTS) -> Any | None:
+    """The loss terms by iteration, at most `points` iterations of them (the page redraws it often)."""
     import pandas as pd
 
-    rows = [(i, term, float(np.log10(max(value, 1e-30))))
-            for i, losses in enumerate(history, start=1) for term, value in losses.items()]
+    if not history:
+        return None  # nothing yet (an empty table would fix the plot's axes as categories)
+    stride = max(1, -(-len(history) // points))
+    kept = sorted({*range(0, len(history), stride), len(history) - 1})
+    rows = [(i + 1, term, float(np.log10(max(value, 1e-30))))
+            for i in kept for term, value in history[i].items()]
     return pd.DataFrame(rows, columns=["iteration", "term", "log10 loss"])
 
 
@@ -314,12 +378,7 @@ def _legend(used: list[int], masks: list[Any], paths: list[str]) -> str:
         where = "everywhere" if mask is None else f"{np.asarray(mask).mean() / 2.55:.0f} % of the photo"
         colour = jobs.STYLE_COLOURS[i]
         lines.append(f'<p><span class="swatch" style="background:{colour}"></span>'
-                     f"Style {i + 1} ({_escape(Path(path).name)}): {where}</p>")
+                     f"Style {i + 1} ({html.escape(Path(path).name)}): {where}</p>")
     if any(m is not None for m in masks):
         lines.append('<p><span class="swatch" style="background:#999"></span>grey: no style, the photo stays</p>')
     return "".join(lines)
-
-
-def _escape(text: str) -> str:
-    import html
-    return html.escape(text)
