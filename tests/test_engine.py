@@ -9,6 +9,7 @@ import torch
 from impasto import StyleConfig, stylize
 from impasto.engine import Painter
 from impasto.errors import ImpastoError
+from impasto.images import resize_image
 from impasto.terms import PixelTerm
 
 from conftest import pattern, stripes, to_tensor
@@ -31,6 +32,30 @@ def test_style_targets_are_computed_once_for_many_contents(tiny_net, tensors):
     painter.paint(to_tensor(pattern(48, 32, 5)))
     painter.paint(content.flip(-1))
     assert calls == [40]  # one style, one size, three contents
+
+
+def test_a_variant_with_other_masks_or_steps_shares_the_targets(tiny_net, tensors):
+    content, style = tensors
+    config = FAST.replace(tv_weight=0)  # the tiny net's style is weak beside the default smoothing
+    painter = Painter([style], config=config, network=tiny_net)
+    calls = []
+    original = painter._grams
+    painter._grams = lambda *a: calls.append(a[1]) or original(*a)
+    left = torch.zeros(1, 1, 32, 48)
+    left[..., :24] = 1
+    masked = painter.variant(masks=[left])
+    fewer = painter.variant(config=config.replace(iterations=5, tolerance=0.01))
+    plain, painted = painter.paint(content), masked.paint(content)
+    fewer.paint(content)
+    assert calls == [40] and masked.network is painter.network
+    # the mask took effect: the right half, outside it, stays nearer the content
+    start = resize_image(content, *plain.tensor.shape[-2:])
+    right = (slice(None), slice(None), slice(None), slice(plain.tensor.shape[-1] // 2 + 2, None))
+    assert ((painted.tensor - start)[right]).abs().mean() < 0.5 * ((plain.tensor - start)[right]).abs().mean()
+    other = painter.variant(config=config.replace(activation_shift=-1.0))  # other targets: its own
+    assert other._targets is not painter._targets
+    with pytest.raises(ImpastoError, match="2 style masks for 1 style"):
+        painter.variant(masks=[left, left])
 
 
 def test_run_is_an_iterator_that_stops_and_keeps_its_image(tiny_net, tensors):

@@ -8,6 +8,7 @@ import torch
 pytest.importorskip("cv2")
 
 from impasto import StyleConfig
+from impasto.engine import Painter
 from impasto.errors import ImpastoError
 from impasto.video.clip import FrameStore, open_clip
 from impasto.video.flow import warp
@@ -149,8 +150,13 @@ def test_per_frame_masks_and_colour_preservation_run(clip, style, tiny_net, tmp_
         masks.append(path)
     for mode in ("histogram", "luminance"):
         job = ClipJob(clip, [style], masks=[masks], config=FAST.replace(preserve_color=mode), network=tiny_net)
-        result, store = run_all(job, tmp_path / mode)
+        calls = []
+        original = Painter._grams
+        with pytest.MonkeyPatch.context() as patch:  # every frame shares the first frame's targets
+            patch.setattr(Painter, "_grams", lambda self, *a: calls.append(a[1]) or original(self, *a))
+            result, store = run_all(job, tmp_path / mode)
         assert result.done == 4
+        assert len(calls) == len(set(calls))  # each style size once, not once per frame
     for image, out in zip(clip.frames(), frames_in(store)):  # luminance: every frame keeps its chroma
         chroma = rgb_to_yiq(job.frame(image))[:, 1:]
         assert (rgb_to_yiq(out)[:, 1:] - chroma).abs().mean() < 0.01

@@ -116,6 +116,17 @@ def style_layers_for(config: StyleConfig, network: VGG) -> tuple[str, ...]:
     return tuple(sorted(config.style_layers, key=network.layer_names.index))
 
 
+# The options a style target depends on (besides the style and its size): equal in two configs,
+# their painters can share targets.
+_TARGET_OPTIONS = ("style_layers", "all_conv_layers", "activation_shift", "correlation_chain", "layer_weighting",
+                   "style_layer_weights", "style_blend", "preserve_color", "histogram_method", "device",
+                   "precision", "weights", "weights_format", "pooling")
+
+
+def _target_options(config: StyleConfig) -> tuple[Any, ...]:
+    return tuple(getattr(config, name, None) for name in _TARGET_OPTIONS)
+
+
 def build_network(config: StyleConfig, device: torch.device) -> VGG:
     """The VGG network that config names, on a device."""
     return VGG.load(config.weights, config.weights_format, config.pooling, config.winograd).to_device(device)
@@ -166,11 +177,36 @@ class Painter:
         c = config
         self.representation = StyleRepresentation(style_layers_for(c, network), c.activation_shift,
                                                   c.correlation_chain, c.layer_weighting, c.style_layer_weights)
-        self.styles = [self._recolour(s.detach().float().cpu(), color_reference) for s in styles]
+        self.originals = [s.detach().float().cpu() for s in styles]
+        self._reference = color_reference
+        self.styles = [self._recolour(s, color_reference) for s in self.originals]
         self.masks = [None if m is None else m.detach().float().cpu() for m in masks]
         self.blend = list(c.style_blend) if c.style_blend is not None else [1.0] * len(styles)
         self._targets: dict[int, list[list[torch.Tensor]]] = {}
         self._lock = threading.Lock()
+
+    def variant(self, *, masks: Sequence[torch.Tensor | None] | None = None,
+                config: StyleConfig | None = None) -> Painter:
+        """A painter of the same styles with other masks and/or another config, sharing this
+        one's network and, where the config leaves them unchanged, its style targets (a clip
+        with a mask per frame, or later frames that run fewer steps, compute them once)."""
+        config = config or self.config
+        twin = Painter.__new__(Painter)
+        twin.__dict__.update(self.__dict__)
+        twin.config = config
+        twin.masks = list(self.masks)
+        if masks is not None:
+            if len(masks) != len(self.styles):
+                raise ImpastoError(f"got {len(masks)} style masks for {len(self.styles)} style images; "
+                                   "give one mask per style, in the same order")
+            for i, m in enumerate(masks):
+                if m is not None:
+                    _check_image(m, f"style mask {i + 1}", channels=1)
+            twin.masks = [None if m is None else m.detach().float().cpu() for m in masks]
+        if config is not self.config and _target_options(config) != _target_options(self.config):
+            return Painter(self.originals, masks=twin.masks, config=config, network=self.network,
+                           color_reference=self._reference)
+        return twin
 
     def _recolour(self, style: torch.Tensor, reference: torch.Tensor | None) -> torch.Tensor:
         mode = self.config.preserve_color

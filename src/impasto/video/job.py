@@ -126,7 +126,7 @@ class ClipJob:
 
     `styles` are (1, 3, H, W) tensors; `masks`, one per style, a mask tensor for every frame, a
     sequence of one mask file per frame, or None. One network serves every frame; the style
-    targets are computed once per size (per frame only with per-frame masks, whose Painter differs).
+    targets are computed once per size, also with per-frame masks (Painter.variant).
     `independent` paints every frame alone, as the first: the flickering baseline the report
     compares with.
     """
@@ -187,17 +187,20 @@ class ClipJob:
                 for i, m in enumerate(self.masks)]
 
     def painter(self, later: bool = False, index: int = 0) -> Painter:
-        """The painter of frame `index`: the first frame's, or the later frames' (fewer steps, one scale)."""
-        per_frame = any(m is not None and not isinstance(m, torch.Tensor) for m in self.masks)
-        if later in self._painters and not per_frame:
-            return self._painters[later]
-        if self._reference is None and self.config.preserve_color != "none":
-            self._reference = self.frame(next(self.clip.frames(0)))  # the whole clip keeps frame 1's colours
-        painter = Painter(self.styles, masks=self._frame_masks(index),
-                          config=self.later_config if later else self.config,
-                          network=self.network, color_reference=self._reference)
-        self.network = painter.network
-        self._painters[later] = painter
+        """The painter of frame `index`: the first frame's, or the later frames' (fewer steps, one
+        scale). Every frame's painter shares the first one's network and style targets."""
+        if False not in self._painters:
+            if self._reference is None and self.config.preserve_color != "none":
+                self._reference = self.frame(next(self.clip.frames(0)))  # the whole clip keeps frame 1's colours
+            self._painters[False] = Painter(self.styles, masks=self._frame_masks(0), config=self.config,
+                                            network=self.network, color_reference=self._reference)
+            self.network = self._painters[False].network
+        base = self._painters[False]
+        if later and True not in self._painters:
+            self._painters[True] = base.variant(config=self.later_config)
+        painter = self._painters[later]
+        if any(m is not None and not isinstance(m, torch.Tensor) for m in self.masks):
+            painter = painter.variant(masks=self._frame_masks(index))
         return painter
 
     def _space(self, image: torch.Tensor) -> torch.Tensor:
