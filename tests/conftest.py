@@ -17,6 +17,17 @@ def _cache_folder(tmp_path_factory):
     os.environ["IMPASTO_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _float32_unless_asked(_cache_folder):
+    """`precision auto` picks float32 in this session, in every process (CLI subprocesses, Ray
+    workers), as if this machine had timed bfloat16 no faster: results must not depend on the
+    machine. Tests of bfloat16 ask for it (or fake the timing)."""
+    from impasto import precision
+    timings = tuple(precision.Timing(shape, 1.0, 1.0) for shape in precision.SHAPES)
+    for threads in {*range(1, (os.cpu_count() or 1) + 1), torch.get_num_threads()}:
+        precision.store(precision.Measurement("cpu", "bf16", timings, 0.0), torch.device("cpu"), threads)
+
+
 @pytest.fixture(scope="session")
 def tiny_net() -> VGG:
     """A random VGG-19 a few channels wide: the same layer names, milliseconds per pass."""

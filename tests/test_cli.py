@@ -5,11 +5,11 @@ import signal
 import subprocess
 import sys
 import time
-
-import PIL.Image
-import numpy as np
-import pytest
 from pathlib import Path
+
+import numpy as np
+import PIL.Image
+import pytest
 
 from impasto.cli import build_parser, main
 from impasto.config import StyleConfig
@@ -186,6 +186,7 @@ def test_version(capsys):
 def test_signals_ask_to_stop_and_never_interrupt_the_save():
     import os
     import threading
+
     from impasto.cli import _signals_stop
     stop = threading.Event()
     with _signals_stop(stop) as signals:
@@ -198,3 +199,20 @@ def test_signals_ask_to_stop_and_never_interrupt_the_save():
         os.kill(os.getpid(), signal.SIGTERM)
     assert signals.received == [signal.SIGTERM, signal.SIGINT, signal.SIGINT, signal.SIGTERM]
     assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+
+
+@pytest.mark.parametrize("argv", [
+    ["--help"], ["--version"], ["photo.png"], ["--size", "x", "a.png", "b.png", "-o", "c.png"],
+    ["missing.png", "also_missing.png", "-o", "out.png"],
+    ["examples/chelsea.png", "examples/chelsea.png", "-o", "out.png", "--style-weight", "-1"],
+    ["mask-transfer", "--help"]])
+def test_help_version_and_bad_input_answer_before_torch_is_imported(argv):
+    """Importing torch takes seconds: the command answers these without it."""
+    code = ("import sys\nfrom impasto.cli import main\ntry:\n    status = main(sys.argv[1:])\n"
+            "except SystemExit as exit:\n    status = exit.code\n"
+            "print('torch imported' if 'torch' in sys.modules else 'no torch', status, file=sys.stderr)")
+    done = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True,
+                          cwd=Path(__file__).parent.parent)
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("no torch"), done.stderr
+    assert last.split()[-1] in ("0", "2")

@@ -125,7 +125,9 @@ def test_a_new_term_plugs_in_by_name(tiny_net, tensors):
     content, style = tensors
     painter = Painter([style], config=FAST, network=tiny_net)
     plain = painter.paint(content)
-    grayer = painter.paint(content, terms=[Gray(1e7)])
+    # As large, at the plain result, as the whole loss after the plain run's first step.
+    weight = plain.history[0]["total"] / float(Gray(1.0).loss(plain.tensor))
+    grayer = painter.paint(content, terms=[Gray(weight)])
     assert "gray" in grayer.history[-1] and "gray" not in plain.history[-1]
     assert (grayer.tensor - 0.5).abs().mean() < 0.5 * (plain.tensor - 0.5).abs().mean()
 

@@ -1,6 +1,5 @@
 """A few runs with the real VGG-19 weights at 32-96 px: what a user would notice."""
 
-import PIL.Image
 import pytest
 import torch
 

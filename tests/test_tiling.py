@@ -1,5 +1,7 @@
 """Exact tiling: a tiled loss, gradient and run equal the untiled ones."""
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -147,10 +149,14 @@ def test_coarse_to_fine_tiles_only_the_scales_that_do_not_fit(tiny_net, monkeypa
     content, style = pattern(512, 320, 1), stripes(60, 60)
     # A budget between what the 256 px and the 512 px scales need untiled.
     small = memory.estimate_bytes(tiny_net, 256, 160, "relu5_1", content_layers=("relu4_2",))
-    large = memory.estimate_bytes(tiny_net, 512, 320, "relu5_1", content_layers=("relu4_2",))
+    large = memory.estimate_bytes(tiny_net, 512, 320, "relu5_1", content_layers=("relu4_2",),
+                                  history=memory.MIN_HISTORY)  # untiled even with the shortest history
+    layers = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1", "relu4_2")
+    least = memory.least_bytes(memory.Need(tiny_net, layers, ("relu4_2",), torch.device("cpu")), 512, 320)
+    assert small < least < large
     tiles = {}
     stylize(content, style, network=tiny_net, size=512, scales=2, min_size=64, iterations=4,
-            max_memory=(small + large) // 2, callback=lambda p: tiles.__setitem__(p.size, p.tiles))
+            max_memory=max((small + large) // 2, least + 2**20), callback=lambda p: tiles.__setitem__(p.size, p.tiles))
     assert tiles[(256, 160)] == 1 and tiles[(512, 320)] > 1
 
 
@@ -162,11 +168,11 @@ def test_a_stop_between_tiles_abandons_the_evaluation(tiny_net):
     calls = []
 
     class Spy:
-        def __call__(self, x, layers, winograd=None):
+        def __call__(self, x, layers, winograd=None, dtype=None):
             calls.append(x.shape)
             if len(calls) == 2:
                 stop.set()
-            return tiny_net(x, layers)
+            return tiny_net(x, layers, dtype=dtype)
 
     objective = Objective(Spy(), terms, cut, stop=stop)
     with pytest.raises(Stopped):
@@ -178,13 +184,17 @@ def test_memory_plan_tiles_only_what_does_not_fit(real_net):
     cpu = torch.device("cpu")
     need = Need(real_net, GATYS + ("relu4_2",), ("relu4_2",), cpu, budget=64 * 2**30)
     assert plan(need, 512, 384).windows is None  # fits: untiled
-    small = Need(real_net, GATYS + ("relu4_2",), ("relu4_2",), cpu, budget=3 * 2**30)
+    small = Need(real_net, GATYS + ("relu4_2",), ("relu4_2",), cpu, budget=4 * 2**30)
     tight = plan(small, 2048, 1536)
-    assert tight.windows is not None and tight.estimate <= 3 * 2**30 and tight.history == 20
+    assert tight.windows is not None and tight.estimate <= 4 * 2**30 and tight.history == 20
     assert plan(Need(real_net, GATYS, (), cpu, tile=256, budget=None), 1024, 768).tile == 256
     assert plan(Need(real_net, GATYS, (), cpu, tile="off", budget=3 * 2**30), 2048, 1536) is None
-    squeezed = plan(Need(real_net, GATYS, (), cpu, budget=int(2.2 * 2**30)), 2048, 1536)
-    assert squeezed is not None and squeezed.history < 20  # the image-sized buffers had to shrink
+    # Less room: the history shrinks before the tiles fall below 4 halos (320 px to relu5_1) ...
+    squeezed = plan(dataclasses.replace(small, budget=3 * 2**30), 2048, 1536)
+    assert squeezed is not None and squeezed.history < 20 and squeezed.tile >= 320
+    # ... and only then do the tiles shrink further
+    least = plan(dataclasses.replace(small, budget=int(2.3 * 2**30)), 2048, 1536)
+    assert least is not None and least.history == 5 and least.tile < 320
 
 
 def test_config_checks_tile_and_memory():

@@ -193,7 +193,8 @@ def test_bad_options_are_one_line_errors(tiny_net, images, option, value, messag
 def test_too_large_a_size_stops_before_allocating(tiny_net, images, monkeypatch):
     import impasto.memory as memory
     monkeypatch.setattr(memory, "available_bytes", lambda device: 2 * 2**30)
-    with pytest.raises(ImpastoError, match=r"needs about .* GB of memory even in tiles .* use size \d+ or less") as info:
+    with pytest.raises(ImpastoError,
+                       match=r"needs about .* GB of memory even in tiles .* use size \d+ or less") as info:
         stylize(*images, network=tiny_net, size=8000, iterations=1, scales=1)
     fits = int(str(info.value).split("use size ")[1].split()[0])
     assert 100 < fits < 8000

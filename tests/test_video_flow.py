@@ -5,8 +5,7 @@ import torch
 
 pytest.importorskip("cv2")
 
-from impasto.video.flow import (inside, motion_boundaries, occluded, optical_flow, reliability, resize_flow,
-                                warp)
+from impasto.video.flow import inside, motion_boundaries, occluded, optical_flow, reliability, resize_flow, warp
 
 from conftest import pattern, to_tensor
 

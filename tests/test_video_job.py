@@ -188,6 +188,7 @@ def test_later_frames_default_to_a_fifth_of_the_first_frames_work():
 def test_with_the_real_network_a_clip_flickers_less_and_stays_as_painted(real_net, tmp_path):
     from impasto.images import pil_to_tensor, read_image
     from impasto.video.report import clip_report
+
     from conftest import EXAMPLES
     clip = open_clip(make_clip(tmp_path / "in", frames=3, step=3, size=(64, 48), seed=5))
     style = pil_to_tensor(read_image(EXAMPLES / "starry_night_van_gogh.jpg"))

@@ -282,6 +282,7 @@ def test_impasto_web_serves_this_machine_by_default(monkeypatch, capsys):
 
 def test_a_busy_port_is_one_line(monkeypatch, capsys):
     import gradio as gr
+
     from impasto.cli import main
 
     with socket.socket() as busy:
@@ -299,6 +300,7 @@ def test_a_busy_port_is_one_line(monkeypatch, capsys):
 
 def test_without_gradio_the_message_names_the_extra(monkeypatch, capsys):
     import sys
+
     from impasto.cli import main
 
     monkeypatch.setitem(sys.modules, "gradio", None)  # as if it were not installed

@@ -1,14 +1,40 @@
 """impasto: neural style transfer (Gatys et al.) with Novak & Nikulin's improvements, masks and
-colour preservation, fast on an ordinary CPU."""
+colour preservation, fast on an ordinary CPU.
 
-from .config import IMPROVED, StyleConfig
-from .engine import Painter, Run
-from .errors import ImpastoError
-from .postprocess import color_transfer, mask_transfer
-from .transfer import Progress, StylizeResult, stylize
-from .vgg import VGG
+The names below are imported on first use (PEP 562), so that `import impasto.config` or the
+command's --help does not pay for importing torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
+_EXPORTS = {"IMPROVED": "config", "StyleConfig": "config", "Painter": "engine", "Run": "engine",
+            "ImpastoError": "errors", "color_transfer": "postprocess", "mask_transfer": "postprocess",
+            "Progress": "transfer", "StylizeResult": "transfer", "stylize": "transfer", "VGG": "vgg"}
+
 __all__ = ["IMPROVED", "ImpastoError", "Painter", "Progress", "Run", "StyleConfig", "StylizeResult", "VGG",
-           "color_transfer", "mask_transfer", "stylize", "__version__"]
+           "__version__", "color_transfer", "mask_transfer", "stylize"]
+
+if TYPE_CHECKING:
+    from .config import IMPROVED, StyleConfig
+    from .engine import Painter, Run
+    from .errors import ImpastoError
+    from .postprocess import color_transfer, mask_transfer
+    from .transfer import Progress, StylizeResult, stylize
+    from .vgg import VGG
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'impasto' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

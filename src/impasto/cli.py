@@ -16,22 +16,24 @@ import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+# Only what --help, --version and the checks of the input need is imported here: torch (seconds)
+# waits until a run is sure to start, so that a usage mistake or a missing file answers at once.
 from . import __version__
 from .config import IMPROVED, StyleConfig
 from .errors import ImpastoError
-from .images import check_output_path, save_image
-import torch
+from .images import check_output_path, read_image, read_mask, save_image
 
-from .memory import format_bytes, reuse_freed_memory
-from .postprocess import color_transfer, mask_transfer
-from .transfer import Progress, stylize
+if TYPE_CHECKING:
+    from .transfer import ImageLike, Progress
 
 FLAG_NAMES = {"style_blend": "--style-weights"}
 NUMBER_LISTS = ("style_blend", "style_layer_weights")
 SUBCOMMANDS = ("mask-transfer", "color-transfer")
 # Front ends of their own, each in its sub-package: `impasto video ...` -> impasto.video.cli.main.
-FRONT_ENDS = {"video": "impasto.video.cli", "web": "impasto.web.cli"}
+FRONT_ENDS = {"video": "impasto.video.cli", "web": "impasto.web.cli", "batch": "impasto.batch.cli",
+              "info": "impasto.provenance.info_cli", "reproduce": "impasto.provenance.reproduce_cli"}
 EXIT_USAGE, EXIT_INTERRUPTED, EXIT_TERMINATED = 2, 130, 143
 _UNITS = {"": 1, "B": 1, "K": 2**10, "KB": 2**10, "M": 2**20, "MB": 2**20, "G": 2**30, "GB": 2**30,
           "T": 2**40, "TB": 2**40}
@@ -54,7 +56,8 @@ def _flag_pattern() -> re.Pattern:
     single = [n for n in names if "_" not in n]
     # A one-word name is a parameter where the library writes it as one: at the start of the
     # message, after "use"/"set"/"lower", or before its value; elsewhere it is an ordinary word.
-    return re.compile(r"(?<![\w-])(?:(%s)|(?:(?<=^)|(?<=use )|(?<=set )|(?<=lower )|(?<=pass ))(%s)|(%s)(?= [-\d'\"]))(?![\w-])"
+    return re.compile(r"(?<![\w-])(?:(%s)|(?:(?<=^)|(?<=use )|(?<=set )|(?<=lower )|(?<=pass ))(%s)"
+                      r"|(%s)(?= [-\d'\"]))(?![\w-])"
                       % ("|".join(compound), "|".join(single), "|".join(single)))
 
 
@@ -92,8 +95,8 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
         meta = dict(f.metadata)
         shown = " ".join(map(str, default)) if isinstance(default, tuple) else default
         suffix = f" (default: {shown})" if default is not None else ""
-        kwargs = {"dest": f.name, "default": argparse.SUPPRESS, "help": to_flags(meta["help"] + suffix),
-                  "metavar": meta.get("metavar")}
+        kwargs: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS,
+                                  "help": to_flags(meta["help"] + suffix), "metavar": meta.get("metavar")}
         if isinstance(default, bool):
             kwargs["action"] = argparse.BooleanOptionalAction
             del kwargs["metavar"]
@@ -118,8 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="impasto",
         description="Paint a photo in the style of one or more artworks (neural style transfer).",
-        epilog="Post-processing: 'impasto mask-transfer OUTPUT CONTENT MASK -o OUT' puts the content "
-               "back where the mask is black; 'impasto color-transfer OUTPUT CONTENT -o OUT [--mask M]' "
+        epilog="Post-processing: 'impasto mask-transfer STYLISED CONTENT MASK -o OUT' puts the content "
+               "back where the mask is black; 'impasto color-transfer STYLISED CONTENT -o OUT [--mask M]' "
                "gives the output the content's colours. Each has its own --help.")
     parser.add_argument("content", help="the photo to paint")
     parser.add_argument("styles", nargs="+", metavar="style", help="one or more artworks")
@@ -132,6 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--save-every", type=int, default=0, metavar="N",
                         help="also write the image every N iterations, next to the output (default: 0 = never)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--no-metadata", action="store_true",
+                        help="leave the settings out of the output (by default it carries them: 'impasto info')")
     parser.add_argument("--version", action="version", version=f"impasto {__version__}")
     _add_config_flags(parser)
     return parser
@@ -153,7 +158,8 @@ def _callback(bar, output: Path, save_every: int):
         if bar is not None:
             bar.update(p.iteration - bar.n)
             tiles = f" in {p.tiles} tiles" if p.tiles > 1 else ""
-            bar.set_description(f"scale {p.scale}/{p.scales} {p.size[0]}x{p.size[1]}{tiles}", refresh=False)
+            bar.set_description(f"scale {p.scale}/{p.scales} {p.size[0]}x{p.size[1]}{tiles} {p.precision}",
+                                refresh=False)
             bar.set_postfix({k: f"{v:.3g}" for k, v in p.losses.items()}, refresh=False)
         if save_every and p.iteration % save_every == 0:
             save_image(p.current(), _snapshot_path(output, p.iteration))
@@ -164,6 +170,7 @@ def run_stylize(argv: Sequence[str]) -> int:
     args = vars(build_parser().parse_args(argv))
     content, styles, masks = args.pop("content"), args.pop("styles"), args.pop("style_masks")
     output, save_every, quiet = args.pop("output"), args.pop("save_every"), args.pop("quiet")
+    no_metadata = args.pop("no_metadata")
     options = {**(IMPROVED if args.pop("improved") else {}), **args}
     for name in ("content_layers", "style_layers", *NUMBER_LISTS):
         if name in options:
@@ -172,30 +179,58 @@ def run_stylize(argv: Sequence[str]) -> int:
         raise ImpastoError(f"--save-every must be 0 or more, got {save_every}")
     config = StyleConfig(**options)
     out = check_output_path(output, [content, *styles, *(masks or [])])
+    if masks is not None and len(masks) != len(styles):
+        raise ImpastoError(f"got {len(masks)} style masks for {len(styles)} style images; "
+                           "give one mask per style, in the same order")
+    # Read (and so check) every input before importing torch; the run gets the decoded images.
+    content_image = read_image(content, "content image")
+    style_images: list[ImageLike] = [read_image(s, "style image" if len(styles) == 1 else f"style image {i + 1}")
+                                     for i, s in enumerate(styles)]
+    mask_images = None if masks is None else [read_mask(m, f"style mask {i + 1}") for i, m in enumerate(masks)]
+
+    import torch
+
+    from .memory import reuse_freed_memory
+    from .transfer import prepare
     if config.threads:
         torch.set_num_threads(config.threads)
-    bar = _progress_bar(config.iterations, quiet)
-    reuse_freed_memory()
+    torch.backends.cudnn.benchmark = True  # process-wide, so the command's choice, not the library's
     stop = threading.Event()
+    # From here a signal asks the run to stop: one during the set-up (targets, timings) stops it
+    # before its first step, and the start image is still saved.
     with _signals_stop(stop) as signals:
+        run = prepare(content_image, style_images, masks=mask_images, config=config, stop=stop)
+        provenance = None
+        if not no_metadata:  # gathered now, not after the run: an input may move meanwhile
+            from .provenance import Provenance
+            provenance = Provenance.gather(config, content, styles, masks)
+        if not run.tiled:
+            # Keeping freed blocks speeds up every evaluation but fragments the heap: a tiled run,
+            # whose memory is bounded by its plan, does without (see memory.reuse_freed_memory).
+            reuse_freed_memory()
+        bar = _progress_bar(config.iterations, quiet)
         try:
-            result = stylize(content, styles, masks=masks, config=config, stop=stop,
-                             callback=_callback(bar, out, save_every))
+            result = run.finish(_callback(bar, out, save_every))
         finally:
             if bar is not None:
                 bar.close()
         signals.saving = True  # a signal now must not cost the image
-        save_image(result.tensor, out)
+        if provenance is None:
+            save_image(result.tensor, out)
+        else:
+            from .provenance import save_result
+            save_result(result.image, out, provenance.record(result, run.painter))
     received = signals.received[:1]
     if result.interrupted:
         coarse = ""
-        if result.upscaled:
+        if result.upscaled and result.painted_size is not None:
             w, h = result.painted_size
             coarse = f" (stopped at a coarse scale: the image is enlarged from {w}x{h})"
         print(f"impasto: {'terminated' if received == [signal.SIGTERM] else 'interrupted'} after "
               f"{len(result.history)} iterations; saved the image so far to {out}{coarse}", file=sys.stderr)
         return EXIT_TERMINATED if received == [signal.SIGTERM] else EXIT_INTERRUPTED
     if not quiet:
+        from .memory import format_bytes
         memory = f", peak memory {format_bytes(result.peak_memory)}" if result.peak_memory else ""
         print(f"impasto: wrote {out} ({result.seconds:.1f} s{memory})", file=sys.stderr)
     return 0
@@ -236,7 +271,7 @@ def _signals_stop(stop: threading.Event) -> Iterator[_Signals]:
 
 def run_postprocess(command: str, argv: Sequence[str]) -> int:
     parser = _Parser(prog=f"impasto {command}")
-    parser.add_argument("output_image", metavar="OUTPUT", help="a stylised image")
+    parser.add_argument("output_image", metavar="STYLISED", help="a stylised image (an earlier result)")
     parser.add_argument("content", metavar="CONTENT", help="the original photo")
     if command == "mask-transfer":
         parser.description = "Put the content's pixels back where the mask is black."
@@ -244,9 +279,10 @@ def run_postprocess(command: str, argv: Sequence[str]) -> int:
     else:
         parser.description = "Give a stylised image the content's colours (YIQ chroma), keeping its luminance."
         parser.add_argument("--mask", help="only recolour where this mask is white")
-    parser.add_argument("-o", "--output", required=True, help="where to write the result")
+    parser.add_argument("-o", "--output", required=True, metavar="OUT", help="where to write the result")
     args = parser.parse_args(argv)
     out = check_output_path(args.output, [args.output_image, args.content, args.mask])
+    from .postprocess import color_transfer, mask_transfer
     if command == "mask-transfer":
         image = mask_transfer(args.output_image, args.content, args.mask)
     else:

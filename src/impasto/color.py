@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import torch
 
-HISTOGRAM_METHODS = ("cholesky", "eigen")
+from .config import HISTOGRAM_METHODS
 
 # NTSC RGB -> YIQ. The inverse is computed rather than typed in so round trips are exact.
 _RGB_TO_YIQ = torch.tensor(

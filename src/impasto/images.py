@@ -9,18 +9,30 @@ from __future__ import annotations
 
 import os
 import secrets
+import sys
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Union
+from typing import TYPE_CHECKING, Union
 
 import numpy as np
-import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from impasto.errors import ImpastoError
 
-ImageSource = Union[str, "os.PathLike[str]", Image.Image, torch.Tensor]
+if TYPE_CHECKING:
+    import torch
+    from typing_extensions import TypeIs
+
+# torch is imported where a tensor is made or changed, not here: the command line reads and checks
+# its files (and answers --help) before it pays for importing torch.
+ImageSource = Union[str, "os.PathLike[str]", Image.Image, "torch.Tensor"]
+
+
+def _is_tensor(value: object) -> TypeIs[torch.Tensor]:
+    """Whether `value` is a torch tensor (it cannot be one if torch was never imported)."""
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(value, torch.Tensor)
 
 IMAGE_EXTENSIONS: dict[str, str] = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP",
                                     ".tif": "TIFF", ".tiff": "TIFF", ".bmp": "BMP"}
@@ -58,6 +70,7 @@ def _tensor_shape_ok(shape: tuple[int, ...], channels: tuple[int, ...]) -> bool:
 
 def pil_to_tensor(img: Image.Image) -> torch.Tensor:
     """An RGB or L image as a float32 tensor in [0, 1] of shape (1, 3, H, W) or (1, 1, H, W)."""
+    import torch
     if img.mode not in ("RGB", "L"):
         raise _error(f"pil_to_tensor needs an RGB or L image, not mode {img.mode}; "
                      "load it with read_image or read_mask first")
@@ -67,6 +80,7 @@ def pil_to_tensor(img: Image.Image) -> torch.Tensor:
 
 def tensor_to_pil(t: torch.Tensor) -> Image.Image:
     """An 8-bit RGB (3 channels) or L (1 channel) image from a float tensor, clamped to [0, 1]."""
+    import torch
     if not torch.is_floating_point(t):
         raise _error(f"tensor_to_pil needs a float tensor in [0, 1], not {t.dtype}; "
                      "divide 8-bit data by 255 first")
@@ -172,7 +186,7 @@ def _open_path(source: str | os.PathLike, what: str) -> Image.Image:
 def _from_tensor(t: torch.Tensor, what: str, channels: tuple[int, ...]) -> Image.Image:
     """A PIL image from a library-convention tensor, rejecting other shapes and ranges."""
     shape = tuple(t.shape)
-    if not _tensor_shape_ok(shape, channels) or not torch.is_floating_point(t):
+    if not _tensor_shape_ok(shape, channels) or not t.is_floating_point():
         count = " or ".join(map(str, channels))
         raise _error(f"{what} tensor has shape {shape} and dtype {t.dtype}; expected a float "
                      f"tensor shaped (1, C, H, W) or (C, H, W) with C = {count}, values in [0, 1]")
@@ -187,7 +201,7 @@ def _from_tensor(t: torch.Tensor, what: str, channels: tuple[int, ...]) -> Image
 
 def _load(source: ImageSource, what: str, channels: tuple[int, ...]) -> Image.Image:
     """A decoded, upright, normalized (L, RGB or RGBA) copy of any supported source."""
-    if isinstance(source, torch.Tensor):
+    if _is_tensor(source):
         img = _from_tensor(source, what, channels)
     elif isinstance(source, Image.Image):
         img = _checked(source, f"{what} (PIL image)")
@@ -309,7 +323,7 @@ def _open_temp(target: Path) -> tuple[int, Path]:
 
 def _as_savable(img: torch.Tensor | Image.Image) -> Image.Image:
     """An RGB or L image ready for any output format."""
-    if isinstance(img, torch.Tensor):
+    if _is_tensor(img):
         return tensor_to_pil(img)
     return img if img.mode in ("RGB", "L") else read_image(img, "image to save")
 
@@ -357,6 +371,7 @@ def resize_image(image: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """A new (N, C, height, width) float tensor: antialiased bicubic, clamped to [0, 1]."""
     if tuple(image.shape[-2:]) == (height, width):
         return image.clone()
+    import torch
     shrinking = height < image.shape[-2] or width < image.shape[-1]
     resized = torch.nn.functional.interpolate(image, size=(height, width), mode="bicubic",
                                               align_corners=False, antialias=shrinking)
@@ -365,6 +380,7 @@ def resize_image(image: torch.Tensor, height: int, width: int) -> torch.Tensor:
 
 def resize_mask_image(mask: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """A binary (1, 1, height, width) mask: area-averaged (or bilinear when enlarging), then >= 0.5."""
+    import torch
     if tuple(mask.shape[-2:]) != (height, width):
         shrinking = height <= mask.shape[-2] and width <= mask.shape[-1]
         mode = "area" if shrinking else "bilinear"

@@ -5,10 +5,9 @@ Features are (1, C, H, W) activations of one layer; masks are (1, 1, H, W) with 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-
-import math
 
 import torch
 import torch.nn.functional as F
@@ -84,6 +83,11 @@ def gram_loss(gram: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (gram - target).square().sum() / (4.0 * gram.shape[0] * gram.shape[1])
 
 
+def gram_norm(target: torch.Tensor) -> torch.Tensor:
+    """E_l of a featureless image against `target`: sum A^2 / (4 N_a N_b), the size of a style term."""
+    return gram_loss(torch.zeros_like(target), target)
+
+
 def total_variation(image: torch.Tensor) -> torch.Tensor:
     """Sum of squared differences between horizontally and vertically adjacent pixels."""
     dy = image[..., 1:, :] - image[..., :-1, :]
@@ -102,7 +106,7 @@ def layer_weights(count: int, weighting: str = "uniform") -> list[float]:
     if weighting == "uniform":
         return [1.0 / count] * count
     if weighting == "geometric":
-        raw = [2.0 ** (count - l) for l in range(1, count + 1)]
+        raw = [2.0 ** (count - depth) for depth in range(1, count + 1)]
         return [w / sum(raw) for w in raw]
     raise ValueError(f"unknown layer weighting {weighting!r}; choose uniform or geometric")
 
@@ -150,8 +154,25 @@ class StyleRepresentation:
         return [s / a for s, a in zip(sums, self.areas(height, width, masks))]
 
     def loss(self, grams: Sequence[torch.Tensor], targets: Sequence[torch.Tensor]) -> torch.Tensor:
-        """Sum over terms of w_l * E_l."""
-        return sum(w * gram_loss(g, t) for w, g, t in zip(self.weights, grams, targets))
+        """Sum over terms of w_l * E_l, divided by `norm(targets)`."""
+        total = sum((w * gram_loss(g, t) for w, g, t in zip(self.weights, grams, targets)),
+                    torch.zeros((), device=grams[0].device))
+        return total / self.norm(targets)
+
+    def norm(self, targets: Sequence[torch.Tensor]) -> float:
+        """Sum over terms of w_l * E_l(0, A_l): the unnormalised loss of a featureless image.
+
+        Each representation's E_l live on their own scale (activations differ by orders of
+        magnitude between layers, the shift and the chain change them again, a recoloured style
+        has less contrast), so at one style_weight some representations would barely paint.
+        Dividing by this, from the style targets alone, puts every representation's style loss on
+        one scale (about 0.7 for a photo against a painting) while keeping its own balance of
+        layers. It is a constant of the targets: deterministic, independent of the start image,
+        and exact under tiling. (Gatys et al. had a VGG rescaled to unit mean activations instead;
+        the weights shipped here are not.)
+        """
+        value = float(sum(w * gram_norm(t) for w, t in zip(self.weights, targets)))
+        return value if value > 0 else 1.0  # an all-zero style target: nothing to scale by
 
     def sums(self, features: Mapping[str, torch.Tensor], window: Window,
              masks: Mapping[str, torch.Tensor] | None = None) -> list[torch.Tensor]:

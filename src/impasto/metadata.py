@@ -1,9 +1,15 @@
-"""Settings carried inside a PNG: what made a picture, readable back from the file.
+"""Settings carried inside a picture: what made it, readable back from the file.
 
 A picture's settings record names the software (impasto, torch and Pillow versions), the device,
-every option of the run (the whole StyleConfig), the seed, and each input by file name and SHA-256.
-`save_png_with_settings` writes it as an iTXt chunk ``impasto`` holding compact JSON, plus a short
-readable ``parameters`` text chunk that image viewers show; `read_settings` gives the record back.
+every option of the run (the whole StyleConfig), the seed, each input by file name and SHA-256,
+and a `settings_hash`: the digest of everything that decides the pixels (options, inputs'
+SHA-256, weights' SHA-256; not the versions, the device or how fast it ran), which tells a batch
+that an output is already done.
+
+A PNG carries the record as an iTXt chunk ``impasto`` holding compact JSON, plus a short readable
+``parameters`` text chunk that image viewers show. JPEG, WebP and TIFF carry the same JSON in the
+EXIF UserComment tag, and the readable line as the EXIF ImageDescription (Pillow alone writes and
+reads both). BMP has nowhere to put it. `read_settings` gives the record back from any of them.
 This module works on PIL images and files; it never touches a tensor.
 """
 
@@ -26,12 +32,30 @@ from .images import check_output_path, save_image
 SCHEMA = 1
 KEY = "impasto"          # iTXt chunk: the record as compact JSON
 SUMMARY_KEY = "parameters"  # text chunk: one readable line
+HASH_KEY = "settings_hash"  # in the record: settings_hash(record)
 
-InputSource = Union[bytes, str, "os.PathLike[str]", tuple[str, bytes]]
-"""An input to record: a file path, its bytes, or (file name, bytes) for data that has no path."""
+# EXIF tags (JPEG, WebP, TIFF): UserComment in the Exif sub-IFD holds the JSON (an 8-byte character
+# code, then the text), ImageDescription in IFD0 the readable line.
+_EXIF_IFD, _USER_COMMENT, _DESCRIPTION = 0x8769, 0x9286, 0x010E
+_ASCII_CODE = b"ASCII\0\0\0"
+_EXIF_FORMATS = (".jpg", ".jpeg", ".webp", ".tif", ".tiff")
+SETTINGS_SUFFIXES = (".png", *_EXIF_FORMATS)
+"""Output extensions that can carry a settings record (all but .bmp)."""
 
-__all__ = ["KEY", "SCHEMA", "SUMMARY_KEY", "config_from_settings", "read_settings", "save_png_with_settings",
-           "settings_record", "sha256_of", "summary"]
+# Options that choose how a run computes (where, how fast, in which arithmetic), not what it
+# paints: left out of the settings hash, so a batch resumed on another device, thread count or
+# precision skips what is done. `weights` and a start image's path are left out too: their
+# SHA-256 stand for them.
+RUNTIME_OPTIONS = ("device", "threads", "tile", "max_memory", "winograd", "precision")
+_PATH_OPTIONS = ("weights",)
+
+InputSource = Union[bytes, str, "os.PathLike[str]", tuple[str, bytes], Mapping[str, Any]]
+"""An input to record: a file path, its bytes, (file name, bytes) for data that has no path, or
+{"file": name, "sha256": hex} for one already hashed."""
+
+__all__ = ["HASH_KEY", "KEY", "RUNTIME_OPTIONS", "SCHEMA", "SETTINGS_SUFFIXES", "SUMMARY_KEY", "can_carry_settings",
+           "config_from_settings", "describe_inputs", "read_settings", "save_png_with_settings", "save_with_settings",
+           "settings_hash", "settings_record", "sha256_of", "summary"]
 
 
 def sha256_of(source: bytes | str | os.PathLike) -> str:
@@ -57,12 +81,19 @@ def _version(package: str) -> str | None:
 
 
 def _describe_input(source: InputSource) -> dict[str, str | None]:
+    if isinstance(source, Mapping):
+        return {"file": source.get("file"), "sha256": source["sha256"]}
     if isinstance(source, tuple):
         name, data = source
         return {"file": name, "sha256": sha256_of(data)}
     if isinstance(source, (bytes, bytearray, memoryview)):
         return {"file": None, "sha256": sha256_of(source)}
     return {"file": Path(source).name, "sha256": sha256_of(source)}
+
+
+def describe_inputs(inputs: Mapping[str, InputSource]) -> dict[str, dict[str, str | None]]:
+    """Each input by role as {"file": name (no folder), "sha256": hex}, hashed now."""
+    return {role: _describe_input(source) for role, source in inputs.items()}
 
 
 def settings_record(config: Any, inputs: Mapping[str, InputSource], weights_sha256: str | None = None, *,
@@ -72,7 +103,8 @@ def settings_record(config: Any, inputs: Mapping[str, InputSource], weights_sha2
     `config` is the run's StyleConfig; `inputs` maps each input's role ("content", "style 1",
     "style mask 1") to its file, its bytes, or (file name, bytes); only the file's name, never
     its folder, is recorded. `device` is where the run computed (default: `config.device`);
-    `run`, if given, says how the run went (iterations done, whether it was stopped, seconds).
+    `run`, if given, says how the run went (iterations done, whether it was stopped, seconds,
+    threads). The record's `settings_hash` is `settings_hash(record)`.
     """
     from . import __version__
 
@@ -84,12 +116,38 @@ def settings_record(config: Any, inputs: Mapping[str, InputSource], weights_sha2
         "device": device or config.device,
         "seed": config.seed,
         "config": _plain(dataclasses.asdict(config)),
-        "inputs": {role: _describe_input(source) for role, source in inputs.items()},
+        "inputs": describe_inputs(inputs),
         "weights_sha256": weights_sha256,
     }
     if run is not None:
         record["run"] = _plain(dict(run))
+    record[HASH_KEY] = settings_hash(record)
     return record
+
+
+def settings_hash(record: Mapping[str, Any]) -> str:
+    """The SHA-256 of what decides a record's pixels: its options but the runtime ones, the
+    inputs' SHA-256 by role, and the weights' SHA-256. Numbers count by value (1500 == 1500.0)."""
+    config = dict(record.get("config") or {})
+    for name in (*RUNTIME_OPTIONS, *_PATH_OPTIONS):
+        config.pop(name, None)
+    inputs = record.get("inputs") or {}
+    if "start image" in inputs:
+        config.pop("init", None)  # a path: the start image's SHA-256 stands for it
+    identity = {"config": _canonical(config), "weights": record.get("weights_sha256"),
+                "inputs": {role: (info or {}).get("sha256") for role, info in inputs.items()}}
+    text = json.dumps(identity, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _canonical(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _canonical(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_canonical(v) for v in value]
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    return value
 
 
 def _plain(value: Any) -> Any:
@@ -142,13 +200,56 @@ def save_png_with_settings(image: Image.Image, path: str | os.PathLike, record: 
     if not isinstance(image, Image.Image):
         raise ImpastoError(f"save_png_with_settings needs a PIL image, not {type(image).__name__}")
     info = PngImagePlugin.PngInfo()
-    info.add_itxt(KEY, json.dumps(record, separators=(",", ":"), ensure_ascii=False, allow_nan=False))
+    info.add_itxt(KEY, _json(record))
     info.add_itxt(SUMMARY_KEY, summary(record))
     return save_image(image, target, pnginfo=info)
 
 
+def can_carry_settings(path: str | os.PathLike) -> bool:
+    """Whether an image file of this name can carry a settings record (PNG, JPEG, WebP, TIFF)."""
+    return Path(path).suffix.lower() in SETTINGS_SUFFIXES
+
+
+def _json(record: Mapping[str, Any]) -> str:
+    return json.dumps(record, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def _exif(record: Mapping[str, Any]) -> bytes:
+    """EXIF holding the record (UserComment, ASCII JSON) and its summary (ImageDescription)."""
+    exif = Image.Exif()
+    exif[_DESCRIPTION] = summary(record).encode("ascii", "replace").decode()
+    text = json.dumps(record, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+    exif.get_ifd(_EXIF_IFD)[_USER_COMMENT] = _ASCII_CODE + text.encode("ascii")
+    return exif.tobytes()
+
+
+def save_with_settings(image: Image.Image, path: str | os.PathLike, record: Mapping[str, Any]) -> Path:
+    """Write `image` carrying `record` (PNG chunks, or EXIF for JPEG, WebP and TIFF), atomically,
+    and return the resolved path. A .bmp name is an ImpastoError: BMP cannot carry settings."""
+    suffix = Path(path).suffix.lower()
+    if suffix == ".png":
+        return save_png_with_settings(image, path, record)
+    if suffix not in _EXIF_FORMATS:
+        raise ImpastoError(f"output {os.fspath(path)} cannot carry its settings ({suffix or 'no extension'}); "
+                           f"use one of {', '.join(SETTINGS_SUFFIXES)}")
+    if not isinstance(image, Image.Image):
+        raise ImpastoError(f"save_with_settings needs a PIL image, not {type(image).__name__}")
+    return save_image(image, path, exif=_exif(record))
+
+
+def _exif_text(img: Image.Image) -> str | None:
+    """The JSON an image's EXIF UserComment holds, if it looks like impasto's record."""
+    comment = img.getexif().get_ifd(_EXIF_IFD).get(_USER_COMMENT)
+    if isinstance(comment, str):
+        comment = comment.encode("utf-8", "replace")
+    if not isinstance(comment, bytes) or not comment.startswith(_ASCII_CODE):
+        return None
+    text = comment[len(_ASCII_CODE):].decode("ascii", "replace").rstrip("\0 ")
+    return text if text.startswith("{") and '"schema"' in text else None
+
+
 def read_settings(source: str | os.PathLike | IO[bytes]) -> dict[str, Any] | None:
-    """The settings record a PNG carries, or None if the image has none.
+    """The settings record a PNG, JPEG, WebP or TIFF carries, or None if the image has none.
 
     A missing file, a file that is not an image, or a damaged record is a one-line ImpastoError.
     """
@@ -156,8 +257,10 @@ def read_settings(source: str | os.PathLike | IO[bytes]) -> dict[str, Any] | Non
     try:
         with Image.open(source) as img:
             text = img.info.get(KEY)
-            if text is None and img.format == "PNG":
+            if text is None and isinstance(img, PngImagePlugin.PngImageFile):
                 text = img.text.get(KEY)  # a chunk after the pixels: read to the end
+            elif text is None and img.format in ("JPEG", "WEBP", "TIFF", "MPO"):
+                text = _exif_text(img)
     except FileNotFoundError:
         raise ImpastoError(f"{label} does not exist; check the path") from None
     except UnidentifiedImageError:
@@ -189,4 +292,5 @@ def config_from_settings(record: Mapping[str, Any]) -> Any:
     if unknown:
         raise ImpastoError(f"the settings name options this impasto does not know: {', '.join(unknown)}; "
                            f"they come from impasto {record.get('impasto')}")
-    return StyleConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in options.items()})
+    values: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in options.items()}
+    return StyleConfig(**values)

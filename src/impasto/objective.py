@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .precision import LossScale
 from .terms import FeatureTerm, PixelTerm, Sums, Term
 from .tiling import Window
 from .vgg import VGG
@@ -27,14 +28,15 @@ class Evaluation:
 
 
 def feature_windows(network: VGG, image: torch.Tensor, layers: Sequence[str], windows: Sequence[Window],
-                    winograd: bool | None = None, stop: threading.Event | None = None
-                    ) -> Iterator[tuple[dict[str, torch.Tensor], Window]]:
-    """(features, window) for each window of an image, without gradients."""
+                    winograd: bool | None = None, stop: threading.Event | None = None,
+                    dtype: torch.dtype | None = None) -> Iterator[tuple[dict[str, torch.Tensor], Window]]:
+    """(features, window) for each window of an image, without gradients; `dtype` is the network
+    pass's precision (see VGG.forward)."""
     with torch.no_grad():
         for window in windows:
             if stop is not None and stop.is_set():
                 raise Stopped
-            yield network(window.pixels(image), layers, winograd=winograd), window
+            yield network(window.pixels(image), layers, winograd=winograd, dtype=dtype), window
 
 
 class Objective:
@@ -47,11 +49,14 @@ class Objective:
     2. each window runs forward and backward on sum_k <d loss / d sums_k, sums_k(window)>, whose
        gradient with respect to the window's pixels is exactly that window's share of the whole
        gradient; the shares are added into one full-size gradient.
-    A `stop` event set during a tiled evaluation raises Stopped between tiles.
+    A `stop` event set during a tiled evaluation raises Stopped between tiles. `dtype` is the
+    network pass's precision (see VGG.forward; float16 backward passes get dynamic loss scaling);
+    the terms, their sums and the gradient are float32 whatever it is.
     """
 
     def __init__(self, network: VGG, terms: Sequence[Term], windows: Sequence[Window] | None = None,
-                 winograd: bool | None = None, stop: threading.Event | None = None) -> None:
+                 winograd: bool | None = None, stop: threading.Event | None = None,
+                 dtype: torch.dtype | None = None) -> None:
         names = [t.name for t in terms]
         if len(set(names)) != len(names):
             raise ValueError(f"terms need distinct names, got {names}")
@@ -61,12 +66,14 @@ class Objective:
         self.pixel_terms = [t for t in terms if isinstance(t, PixelTerm) and t.weight]
         self.layers = tuple(dict.fromkeys(n for t in self.feature_terms for n in t.layers))
         self.windows = list(windows) if windows is not None and len(windows) > 1 else None
+        self.dtype = dtype
+        self.loss_scale = LossScale() if dtype == torch.float16 else None
 
     def __call__(self, image: torch.Tensor) -> Evaluation:
         """Value and gradient at `image` (1, 3, H, W); `image` itself is not changed."""
         if self.windows is None:
             return self._whole(image)
-        return self._tiled(image)
+        return self._tiled(image, self.windows)
 
     def _finish(self, values: dict[str, torch.Tensor], gradient: torch.Tensor) -> Evaluation:
         terms = {t.name: 0.0 for t in self.terms}
@@ -81,19 +88,19 @@ class Objective:
     def _whole(self, image: torch.Tensor) -> Evaluation:
         x = image.detach().requires_grad_(True)
         window = Window.whole(*image.shape[-2:])
-        features = self.network(x, self.layers, winograd=self.winograd) if self.layers else {}
+        features = self._features(x) if self.layers else {}
         values = {t.name: t.weight * t.loss(t.sums(features, window)) for t in self.feature_terms}
         values.update(self._pixel_values(x))
         total = sum(values.values(), torch.zeros((), device=image.device))
-        gradient = (torch.autograd.grad(total, x)[0] if total.requires_grad else torch.zeros_like(x))
+        gradient = self._gradient(total, x) if total.requires_grad else torch.zeros_like(x)
         # The network runs channels-last; the optimiser wants a plain contiguous gradient.
         return self._finish(values, gradient.contiguous())
 
-    def _tiled(self, image: torch.Tensor) -> Evaluation:
+    def _tiled(self, image: torch.Tensor, windows: Sequence[Window]) -> Evaluation:
         image = image.detach()
         totals: list[Sums] = [{} for _ in self.feature_terms]
-        for features, window in feature_windows(self.network, image, self.layers, self.windows,
-                                                self.winograd, self.stop):
+        for features, window in feature_windows(self.network, image, self.layers, windows,
+                                                self.winograd, self.stop, self.dtype):
             for total, term in zip(totals, self.feature_terms):
                 for key, value in term.sums(features, window).items():
                     total[key] = total[key] + value if key in total else value
@@ -102,23 +109,33 @@ class Objective:
         values = {t.name: t.weight * t.loss(s) for t, s in zip(self.feature_terms, leaves)}
         weights = self._sum_gradients(values, leaves)
         gradient = torch.zeros_like(image)
-        for window in self.windows:
+        for window in windows:
             if self.stop is not None and self.stop.is_set():
                 raise Stopped
             x = window.pixels(image).requires_grad_(True)
-            features = self.network(x, self.layers, winograd=self.winograd)
+            features = self._features(x)
             surrogate = sum(((w * s).sum() for term, ws in zip(self.feature_terms, weights)
                              for s, w in _paired(term.sums(features, window), ws)),
                             torch.zeros((), device=image.device))
             if surrogate.requires_grad:
-                window.pixels(gradient).add_(torch.autograd.grad(surrogate, x)[0])
+                window.pixels(gradient).add_(self._gradient(surrogate, x))
             del features, surrogate
         pixels = image.requires_grad_(True)
         pixel_values = self._pixel_values(pixels)
         if pixel_values:
-            gradient += torch.autograd.grad(sum(pixel_values.values()), pixels)[0]
+            pixel_total = sum(pixel_values.values(), torch.zeros((), device=image.device))
+            gradient += torch.autograd.grad(pixel_total, pixels)[0]
         values.update(pixel_values)
         return self._finish({k: v.detach() for k, v in values.items()}, gradient)
+
+    def _features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.network(x, self.layers, winograd=self.winograd, dtype=self.dtype)
+
+    def _gradient(self, output: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """d output / d x; through a float16 pass with loss scaling."""
+        if self.loss_scale is not None:
+            return self.loss_scale.gradient(output, x)
+        return torch.autograd.grad(output, x)[0]
 
     @staticmethod
     def _sum_gradients(values: Mapping[str, torch.Tensor], leaves: Sequence[Sums]) -> list[Sums]:

@@ -62,7 +62,7 @@ def lbfgs(evaluate: Evaluate, x0: torch.Tensor, steps: int, history: int = 20,
             slope = torch.dot(g, d)
         t, evaluations = 1.0, 0
         for _ in range(max_halvings):
-            x_new = x + t * d
+            x_new = torch.add(x, d, alpha=t)  # no temporary t * d: full-size copies add up
             new_loss, new_g = evaluate(x_new.view(shape))
             evaluations += 1
             if math.isfinite(float(new_loss)) and float(new_loss) <= float(loss) + 1e-4 * t * float(slope):

@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 
 import torch
 
-from .losses import StyleRepresentation, gram_loss, resize_mask, total_variation
+from .losses import StyleRepresentation, content_loss, gram_loss, resize_mask, total_variation
 from .tiling import Window
 from .vgg import layer_stride
 
@@ -72,17 +72,23 @@ class TotalVariation(PixelTerm):
 
 class ContentLoss(FeatureTerm):
     """Gatys et al.'s content loss 1/2 sum (F - P)^2 at each content layer, P the content's
-    features, divided by the layer's positions M.
+    features, divided by the layer's positions M, and by `norm`: the same for F = 0.
 
     Gatys et al. sum over positions while the style loss (Gram / M) does not grow with the image,
-    so their balance moves with the output size: a larger output is less painted. The mean keeps
-    the same trade-off at every size and every coarse-to-fine scale.
+    so their balance moves with the output size: a larger output is less painted. The mean fixes
+    the count of positions, but not the features' energy, which falls as an image is enlarged
+    (relu4_2 of the example photo: 0.58x from 256 to 512 px, its style term's norm 0.83x).
+    Relative to the content's own features, like the style loss to the style's, the trade-off is
+    the same at every size and every coarse-to-fine scale.
     """
 
     def __init__(self, targets: Mapping[str, torch.Tensor], weight: float, name: str = "content") -> None:
         self.name, self.weight = name, weight
         self.targets = dict(targets)  # layer -> (1, C, h, w) features of the whole content image
         self.layers = tuple(self.targets)
+        norm = sum(float(content_loss(torch.zeros_like(t), t)) / (t.shape[-2] * t.shape[-1])
+                   for t in self.targets.values())
+        self.norm = norm if norm > 0 else 1.0  # all-zero features: nothing to scale by
 
     def sums(self, features: Mapping[str, torch.Tensor], window: Window) -> Sums:
         out = {}
@@ -94,14 +100,16 @@ class ContentLoss(FeatureTerm):
 
     def loss(self, sums: Mapping[str, torch.Tensor]) -> torch.Tensor:
         return sum((total / (self.targets[layer].shape[-2] * self.targets[layer].shape[-1])
-                    for layer, total in sums.items()), torch.zeros(()))
+                    for layer, total in sums.items()), torch.zeros(())) / self.norm
 
 
 class StyleLoss(FeatureTerm):
-    """Sum over styles s of blend_s * sum over style terms l of w_l * E_l (Gram matrices).
+    """Sum over styles s of blend_s * sum over style terms l of w_l * E_l (Gram matrices) / norm_s.
 
-    Each style may have a mask over the image; its Gram matrices then see only the white area.
-    Styles without a mask share the image's Gram sums.
+    norm_s (StyleRepresentation.norm) is the same sum for a featureless image, so the same weight
+    paints as strongly with every representation, colour mode and style image. Each style may have
+    a mask over the image; its Gram matrices then see only the white area. Styles without a mask
+    share the image's Gram sums.
     """
 
     def __init__(self, representation: StyleRepresentation, targets: Sequence[Sequence[torch.Tensor]],
@@ -115,6 +123,7 @@ class StyleLoss(FeatureTerm):
         height, width = size
         self.masks = [None if m is None else self._layer_masks(m, height, width) for m in masks]
         self.areas = [representation.areas(height, width, m) for m in self.masks]
+        self.norms = [representation.norm(t) for t in self.targets]
 
     def _layer_masks(self, mask: torch.Tensor, height: int, width: int) -> dict[str, torch.Tensor]:
         return {layer: resize_mask(mask, (height // layer_stride(layer), width // layer_stride(layer)))
@@ -137,9 +146,9 @@ class StyleLoss(FeatureTerm):
     def loss(self, sums: Mapping[str, torch.Tensor]) -> torch.Tensor:
         total = torch.zeros(())
         weights = self.representation.weights
-        for blend, key, targets, areas in zip(self.blend, self._keys(), self.targets, self.areas):
+        for blend, key, targets, areas, norm in zip(self.blend, self._keys(), self.targets, self.areas, self.norms):
             if key is None:
                 continue
             for j, (w, target, area) in enumerate(zip(weights, targets, areas)):
-                total = total + blend * w * gram_loss(sums[f"{key}.{j}"] / area, target)
+                total = total + blend / norm * w * gram_loss(sums[f"{key}.{j}"] / area, target)
         return total

@@ -14,19 +14,29 @@ import PIL.Image
 import torch
 
 from .config import StyleConfig
-from .engine import (Painter, Progress, ProgressCallback, StylizeResult, build_network, resolve_device,
-                     scale_sizes, split_iterations, style_layers_for)
+from .engine import (
+    Painter,
+    Progress,
+    ProgressCallback,
+    Run,
+    StylizeResult,
+    build_network,
+    resolve_device,
+    scale_sizes,
+    split_iterations,
+    style_layers_for,
+)
 from .errors import ImpastoError
 from .images import pil_to_tensor, read_image, read_mask
 from .vgg import VGG
 
-ImageLike = Union[str, os.PathLike, PIL.Image.Image, torch.Tensor]
+ImageLike = Union[str, os.PathLike, PIL.Image.Image, torch.Tensor]  # noqa: UP007 (a runtime alias)
 
 __all__ = ["ImageLike", "Progress", "ProgressCallback", "StylizeResult", "build_network", "read_inputs",
-           "resolve_device", "scale_sizes", "split_iterations", "style_layers_for", "stylize"]
+           "prepare", "resolve_device", "scale_sizes", "split_iterations", "style_layers_for", "stylize"]
 
 
-def read_inputs(content: ImageLike, style: ImageLike | Sequence[ImageLike],
+def read_inputs(content: ImageLike, style: ImageLike | list[ImageLike] | tuple[ImageLike, ...],
                 masks: Sequence[ImageLike | None] | None = None
                 ) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor | None]]:
     """Content, styles and masks as float tensors, each problem a one-line ImpastoError."""
@@ -45,7 +55,21 @@ def read_inputs(content: ImageLike, style: ImageLike | Sequence[ImageLike],
     return content_t, style_ts, mask_ts
 
 
-def stylize(content: ImageLike, style: ImageLike | Sequence[ImageLike], *,
+def prepare(content: ImageLike, style: ImageLike | list[ImageLike] | tuple[ImageLike, ...], *,
+            masks: Sequence[ImageLike | None] | None = None, config: StyleConfig | None = None,
+            network: VGG | None = None, stop: Any = None, **options: Any) -> Run:
+    """The run stylize() makes, not yet started: its inputs read and checked, its scales
+    planned (`Run.plans`, `Run.tiled`). `Run.finish(callback)` runs it."""
+    config = (config or StyleConfig()).replace(**options)
+    content_t, style_ts, mask_ts = read_inputs(content, style, masks)
+    init = None
+    if config.init not in ("content", "noise", "style"):
+        init = pil_to_tensor(read_image(config.init, "start image"))
+    painter = Painter(style_ts, masks=mask_ts, config=config, network=network, color_reference=content_t)
+    return painter.run(content_t, init=init, stop=stop)
+
+
+def stylize(content: ImageLike, style: ImageLike | list[ImageLike] | tuple[ImageLike, ...], *,
             masks: Sequence[ImageLike | None] | None = None, config: StyleConfig | None = None,
             network: VGG | None = None, callback: ProgressCallback | None = None,
             stop: Any = None, **options: Any) -> StylizeResult:
@@ -57,10 +81,5 @@ def stylize(content: ImageLike, style: ImageLike | Sequence[ImageLike], *,
     far (`interrupted=True`), when `stop` (a threading.Event) is set, when `callback` returns
     False, or on Ctrl-C.
     """
-    config = (config or StyleConfig()).replace(**options)
-    content_t, style_ts, mask_ts = read_inputs(content, style, masks)
-    init = None
-    if config.init not in ("content", "noise", "style"):
-        init = pil_to_tensor(read_image(config.init, "start image"))
-    painter = Painter(style_ts, masks=mask_ts, config=config, network=network, color_reference=content_t)
-    return painter.paint(content_t, init=init, stop=stop, callback=callback)
+    return prepare(content, style, masks=masks, config=config, network=network, stop=stop,
+                   **options).finish(callback)

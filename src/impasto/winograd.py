@@ -103,12 +103,12 @@ class _Conv3x3(torch.autograd.Function):
 class WinogradConv3x3:
     """A frozen 3x3 convolution (stride 1, padding 1) computed by F(4x4, 3x3) on the CPU."""
 
-    def __init__(self, weight: torch.Tensor, bias: torch.Tensor) -> None:
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None) -> None:
         self.filters = transform_filters(weight)
         # The transposed convolution is a convolution with the filters rotated 180 degrees and
         # their input and output channels swapped.
         self.flipped = transform_filters(weight.flip(2, 3).transpose(0, 1))
-        self.bias = bias.detach().float().cpu().contiguous()
+        self.bias = None if bias is None else bias.detach().float().cpu().contiguous()
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return _Conv3x3.apply(x, self.filters, self.flipped, self.bias)

@@ -16,18 +16,22 @@ import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from .. import cli as still
 from ..config import IMPROVED, StyleConfig
-from ..errors import ImpastoError
 from ..engine import build_network, resolve_device
+from ..errors import ImpastoError
 from ..images import IMAGE_EXTENSIONS, fit_longest, pil_to_tensor, read_image, read_mask
 from ..memory import reuse_freed_memory
 from .clip import VIDEO_CODECS, Clip, FrameStore, check_video_output, image_files, is_video_path, open_clip, write_video
 from .job import ClipJob, ClipResult, FrameProgress, VideoConfig
 from .temporal import LONG_TERM_OFFSETS
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
 
 _VIDEO_FLAGS = {f.name: "--" + f.name.replace("_", "-") for f in dataclasses.fields(VideoConfig)}
 _VIDEO_FLAGS.update(restart="--restart", fps="--fps")
@@ -94,7 +98,7 @@ def _read_masks(paths: Sequence[str] | None) -> list | None:
     """Each mask path as a mask tensor, or (a folder) as its mask files, one per frame."""
     if paths is None:
         return None
-    masks = []
+    masks: list[list[Path] | torch.Tensor] = []
     for i, path in enumerate(paths):
         where = Path(path)
         if where.is_dir():
@@ -123,7 +127,8 @@ class _Bars:
     """Two progress bars: frames (frame i of n, ETA) and the steps of the frame under way."""
 
     def __init__(self, count: int, done: int, quiet: bool) -> None:
-        self.outer = self.inner = None
+        self.outer: tqdm | None = None
+        self.inner: tqdm | None = None
         if quiet:
             return
         from tqdm import tqdm

@@ -121,6 +121,7 @@ def _open_folder(folder: Path, fps: Fraction) -> Clip:
         elif found != size:
             raise ImpastoError(f"frames differ in size: {first.name} is {size[0]}x{size[1]} but {file.name} is "
                                f"{found[0]}x{found[1]}; give frames of one size")
+    assert size is not None  # files is not empty, so the loop set it
     return Clip(folder, tuple(f.name for f in files), size, fps)
 
 

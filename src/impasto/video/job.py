@@ -49,7 +49,7 @@ class VideoConfig:
     """Options of the video job beyond a still image's. `help` is what `impasto video --help` prints."""
 
     temporal_weight: float = field(
-        default=3e13, metadata={"metavar": "X", "help": "weight of the temporal loss that holds each frame to "
+        default=200.0, metadata={"metavar": "X", "help": "weight of the temporal loss that holds each frame to "
                                "the previous stylised frame warped into it (0 = none)"})
     long_term: tuple[int, ...] = field(
         default=(1,), metadata={"metavar": "OFFSET", "help": "earlier frames each frame is held to, as offsets "

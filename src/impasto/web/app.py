@@ -12,7 +12,7 @@ import html
 import inspect
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -21,14 +21,17 @@ from ..errors import ImpastoError
 from ..vgg import VGG
 from . import controls, jobs, require_gradio
 
-gr = require_gradio()  # this module is the page; importing it without Gradio says what to install
+if TYPE_CHECKING:
+    import gradio as gr
+else:
+    gr = require_gradio()  # this module is the page; importing it without Gradio says what to install
 
 TITLE = "impasto studio"
 MAX_FILE_SIZE = "25MB"   # largest upload the server accepts
 LOSS_COLOURS = {"total": "#222222", "content": "#1f77b4", "style": "#dd2e44", "tv": "#e8a317"}
 PLOT_POINTS = 200       # iterations drawn in the loss plot, at most
 QUEUE_SIZE = 16          # jobs that may wait; more are turned away with a message
-UPLOAD_SOURCES = ("upload", "clipboard")
+UPLOAD_SOURCES: tuple[Literal["upload", "clipboard"], ...] = ("upload", "clipboard")
 CSS = """
 #status { min-height: 2.2em; }
 #painting img { width: 100%; height: 100%; object-fit: contain; }
@@ -50,7 +53,9 @@ class UploadImage(gr.Image):
 
     def preprocess(self, payload: Any) -> str | None:
         if payload is None or payload.path is None:
-            return super().preprocess(payload)  # pasted data: Gradio writes it to a file
+            path = super().preprocess(payload)  # pasted data: Gradio writes it to a file
+            assert path is None or isinstance(path, str)  # type="filepath": a path, not an array or image
+            return path
         return str(payload.path)
 
     def get_block_name(self) -> str:
@@ -129,7 +134,7 @@ class _Page:
     # --- layout --------------------------------------------------------------------------------
 
     def _inputs(self) -> None:
-        self.content = UploadImage(label="Content photo", type="filepath", sources=UPLOAD_SOURCES, height=260,
+        self.content = UploadImage(label="Content photo", type="filepath", sources=list(UPLOAD_SOURCES), height=260,
                               elem_id="content")
         self.style_count = gr.State(1)
         self.tabs, self.styles, self.weights, self.masks, self.mask_uploads = [], [], [], [], []
@@ -137,8 +142,9 @@ class _Page:
             for i, colour in enumerate(jobs.STYLE_COLOURS, start=1):
                 with gr.Tab(f"Style {i}", visible=i == 1, id=f"style-tab-{i}") as tab:
                     with gr.Row(equal_height=False):
-                        self.styles.append(UploadImage(label=f"Style {i}", type="filepath", sources=UPLOAD_SOURCES,
-                                                  height=200, elem_id=f"style-{i}"))
+                        self.styles.append(UploadImage(label=f"Style {i}", type="filepath",
+                                                       sources=list(UPLOAD_SOURCES), height=200,
+                                                       elem_id=f"style-{i}"))
                         with gr.Column():
                             self.weights.append(gr.Slider(0, 1, value=1, step=0.05, elem_id=f"weight-{i}",
                                                           label=controls.label("style_blend").capitalize(),
@@ -204,7 +210,7 @@ class _Page:
 
     def _events(self) -> None:
         region_inputs = [self.content, *self.styles, *self.masks]
-        helper = dict(api_visibility="undocumented")  # callable, but not advertised in the API page
+        helper: dict[str, Any] = dict(api_visibility="undocumented")  # callable, but not advertised in the API page
         self.content.change(_readable(self.new_content), [self.content, self.style_count], self.masks,
                             api_name="content", **helper)
         for i, (style, upload) in enumerate(zip(self.styles, self.mask_uploads), start=1):
@@ -244,7 +250,7 @@ class _Page:
         required = ("content", "style_1")
         optional = {n for n in inputs if n not in required and getattr(inputs[n], "value", None) is None}
         keyword = inspect.Parameter.KEYWORD_ONLY
-        paint.__signature__ = inspect.Signature(
+        paint.__signature__ = inspect.Signature(  # type: ignore[attr-defined]  # typeshed lacks __signature__
             [inspect.Parameter("request", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=gr.Request)]
             + [inspect.Parameter(n, keyword, default=None if n in optional else inspect.Parameter.empty)
                for n in inputs])

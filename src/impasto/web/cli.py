@@ -35,8 +35,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not 0 < args.port < 65536:
         raise ImpastoError(f"--port {args.port} must be between 1 and 65535")
     from ..memory import reuse_freed_memory
-    from ..weights import default_weights_path
     from ..metadata import sha256_of
+    from ..weights import default_weights_path
     from . import app  # imports Gradio, or says how to install it
 
     print("impasto web: loading the network...", file=sys.stderr)

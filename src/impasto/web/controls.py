@@ -16,7 +16,7 @@ from types import ModuleType
 from typing import Any
 
 from ..cli import parse_bytes, parse_tile
-from ..config import INITS, IMPROVED, StyleConfig
+from ..config import IMPROVED, INITS, StyleConfig
 from ..errors import ImpastoError
 
 UP_FRONT = ("size", "iterations", "style_weight", "preserve_color", "seed")
@@ -69,6 +69,7 @@ def build(gr: ModuleType, name: str, layer_names: Sequence[str], **extra: Any) -
         low, high, step = SLIDERS[name]
         return gr.Slider(low, high, value=default, step=step, **common)
     if name in LAYER_LISTS:
+        assert isinstance(default, tuple)  # the layer lists default to tuples of names
         return gr.Dropdown(list(layer_names), value=list(default), multiselect=True, **common)
     if name in NUMBER_LISTS + TEXT_FIELDS:
         return gr.Textbox(value="" if default is None else str(default), **common)

@@ -28,7 +28,7 @@ from ..config import StyleConfig
 from ..engine import Painter, Progress, Run, StylizeResult
 from ..errors import ImpastoError
 from ..images import fit_longest, pil_to_tensor, read_image, read_mask
-from ..metadata import save_png_with_settings, settings_record
+from ..metadata import InputSource, save_png_with_settings, settings_record
 from ..vgg import VGG
 
 STYLE_COLOURS = ("#dd2e44", "#1f77b4", "#e8a317", "#8e44ad")  # one per style: brush, regions, legend
@@ -254,7 +254,7 @@ class Studio:
         return content_t, painter
 
     def _save(self, job: Job, result: StylizeResult) -> Path:
-        inputs: dict[str, object] = {"content image": job.content}
+        inputs: dict[str, InputSource] = {"content image": job.content}
         for i, s in enumerate(job.styles, start=1):
             inputs[f"style image {i}"] = s.path
             if s.mask is not None:
@@ -272,7 +272,7 @@ def _closing_line(result: StylizeResult) -> str:
     if not result.interrupted:
         return f"Done: {n} iterations in {seconds}. The PNG download carries its settings."
     coarse = ""
-    if result.upscaled:
+    if result.upscaled and result.painted_size is not None:
         w, h = result.painted_size
         coarse = f", enlarged from {w}×{h} px, the coarse scale it had reached"
     return (f"Stopped after {n} of {result.config.iterations} iterations ({seconds}); "
@@ -284,21 +284,22 @@ class StopSwitches:
 
     The page arms a switch when Run is pressed (before the job waits in the queue), so a Stop
     pressed while it waits ends it as soon as it starts. A caller that did not arm one (an API
-    client) gets a fresh switch when its job starts.
+    client) gets a fresh switch when its job starts. A session is Gradio's session hash, which
+    may be None.
     """
 
     def __init__(self) -> None:
-        self._switches: dict[str, tuple[str, threading.Event]] = {}
+        self._switches: dict[str | None, tuple[str, threading.Event]] = {}
         self._lock = threading.Lock()
 
-    def arm(self, session: str) -> str:
+    def arm(self, session: str | None) -> str:
         """A new switch for the session's next run; returns its ticket."""
         ticket = uuid.uuid4().hex
         with self._lock:
             self._switches[session] = (ticket, threading.Event())
         return ticket
 
-    def take(self, session: str, ticket: str | None) -> threading.Event:
+    def take(self, session: str | None, ticket: str | None) -> threading.Event:
         """The switch armed with `ticket`, or a new one if that is not the session's latest."""
         with self._lock:
             current = self._switches.get(session)
@@ -306,7 +307,7 @@ class StopSwitches:
                 current = self._switches[session] = (uuid.uuid4().hex, threading.Event())
             return current[1]
 
-    def stop(self, session: str) -> bool:
+    def stop(self, session: str | None) -> bool:
         """Stop the session's latest run; False if it has none."""
         with self._lock:
             current = self._switches.get(session)
@@ -315,7 +316,7 @@ class StopSwitches:
         current[1].set()
         return True
 
-    def forget(self, session: str, event: threading.Event) -> None:
+    def forget(self, session: str | None, event: threading.Event) -> None:
         """Drop the session's switch once its run is over, unless a newer one replaced it."""
         with self._lock:
             current = self._switches.get(session)

@@ -1,0 +1,209 @@
+"""Running a batch's tasks on this machine: in this process, or in worker processes.
+
+`dispatch` is the loop every pool of workers shares (these processes, or Ray actors): it gives
+each idle worker the next task, passes progress on, and gives a task whose worker died to a
+fresh worker, up to `retries` times. A stop asks every worker to stop its task (which then
+comes back interrupted) and starts no more.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import queue
+import signal
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, Protocol
+
+from .worker import Outcome, Step, Task, Worker, child_threads
+
+__all__ = ["LocalExecutor", "OnEvent", "Pool", "dispatch"]
+
+OnEvent = Callable[[Task, int, "Step | None"], Any]
+"""Called with (task, worker slot, step): step None when the task starts on that worker."""
+
+Event = tuple[str, int, Any]
+"""What a pool reports: ("step", slot, Step), ("done", slot, Outcome) or ("died", slot, reason)."""
+
+
+class Pool(Protocol):
+    """Workers, addressed by slot 0..size-1, each painting one task at a time."""
+
+    size: int
+
+    def send(self, slot: int, task: Task) -> None: ...
+    def poll(self, timeout: float) -> list[Event]: ...
+    def replace(self, slot: int) -> None: ...
+    def stop(self) -> None: ...
+    def close(self, at_once: bool = False) -> None: ...
+
+
+def dispatch(tasks: Iterable[Task], pool: Pool, stop: Any, on_event: OnEvent | None = None,
+             retries: int = 2) -> Iterator[Outcome]:
+    """Outcomes of the tasks as they finish. Tasks not started when `stop` is set get none."""
+    todo, idle = deque(tasks), deque(range(pool.size))
+    busy: dict[int, Task] = {}
+    deaths: Counter[int] = Counter()
+    stopping = False
+    while todo or busy:
+        if stop is not None and stop.is_set() and not stopping:
+            stopping = True
+            todo.clear()
+            pool.stop()
+        while idle and todo:
+            slot, task = idle.popleft(), todo.popleft()
+            busy[slot] = task
+            pool.send(slot, task)
+            if on_event is not None:
+                on_event(task, slot, None)
+        for kind, slot, payload in pool.poll(0.2):
+            running = busy.get(slot)
+            if running is None:
+                if kind == "died":  # between tasks: a fresh worker for the next one
+                    pool.replace(slot)
+                continue
+            if kind == "step":
+                if on_event is not None:
+                    on_event(running, slot, payload)
+                continue
+            del busy[slot]
+            if kind == "done":
+                idle.append(slot)
+                yield payload
+                continue
+            deaths[running.index] += 1  # "died"
+            pool.replace(slot)
+            idle.append(slot)
+            if deaths[running.index] <= retries and not stopping:
+                todo.appendleft(running)
+            else:
+                yield Outcome.failure(running.index, f"its worker died {deaths[running.index]} times ({payload}); "
+                                                     "it may need more memory than a worker has")
+
+
+class LocalExecutor:
+    """Paints on this machine: in this process (`workers` 1), or in `workers` processes.
+
+    In this process the thread count is the caller's (the library sets none); each worker process
+    uses `threads` CPU threads (default: this process's threads split between the workers). The
+    in-process worker is kept between batches (`worker`), so its network and painters are reused.
+    """
+
+    def __init__(self, workers: int = 1, threads: int | None = None, worker: Worker | None = None,
+                 retries: int = 2) -> None:
+        self.workers = max(1, int(workers))
+        self.threads = threads or child_threads(None, self.workers)
+        self.worker = worker if worker is not None else Worker()
+        self.retries = retries
+        self.pool: ProcessPool | None = None  # while a batch runs in processes: them, e.g. to watch
+
+    def run(self, tasks: Sequence[Task], stop: Any = None, on_event: OnEvent | None = None) -> Iterator[Outcome]:
+        """Outcomes as tasks finish (in this process: in order)."""
+        if self.workers == 1:
+            yield from self._here(tasks, stop, on_event)
+            return
+        pool = self.pool = ProcessPool(min(self.workers, max(1, len(tasks))), self.threads)
+        try:
+            yield from dispatch(tasks, pool, stop, on_event, self.retries)
+        except BaseException:  # a second Ctrl-C, or the caller left: end the workers now
+            pool.close(at_once=True)
+            raise
+        finally:
+            self.pool = None
+        pool.close()
+
+    def _here(self, tasks: Sequence[Task], stop: Any, on_event: OnEvent | None) -> Iterator[Outcome]:
+        for task in tasks:
+            if stop is not None and stop.is_set():
+                return
+            if on_event is not None:
+                on_event(task, 0, None)
+            note = None if on_event is None else (lambda step, t=task: on_event(t, 0, step))
+            yield self.worker.paint(task, stop, note)
+
+
+def _serve(slot: int, threads: int, inbox: Any, results: Any, stop: Any) -> None:
+    """A worker process: paint what arrives in `inbox` until None; report through `results`."""
+    import torch
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the driver decides
+    torch.set_num_threads(threads)
+    worker = Worker()
+    while True:
+        task = inbox.get()
+        if task is None:
+            return
+        last = [0.0]
+
+        def note(step: Step) -> None:
+            now = time.monotonic()
+            if now - last[0] >= 0.2 or step.iteration == step.total:
+                last[0] = now
+                results.put(("step", slot, step))
+
+        results.put(("done", slot, worker.paint(task, stop, note)))
+
+
+class ProcessPool:
+    """`size` worker processes (spawned, so each imports torch and loads its network once)."""
+
+    def __init__(self, size: int, threads: int) -> None:
+        self.size, self.threads = size, threads
+        self._context = multiprocessing.get_context("spawn")
+        self._results = self._context.Queue()
+        self._stop = self._context.Event()
+        self._workers = [self._spawn(slot) for slot in range(size)]
+
+    def _spawn(self, slot: int) -> tuple[Any, Any]:
+        inbox = self._context.Queue()
+        process = self._context.Process(target=_serve, args=(slot, self.threads, inbox, self._results, self._stop),
+                                        name=f"impasto-batch-{slot}", daemon=True)
+        process.start()
+        return process, inbox
+
+    @property
+    def processes(self) -> list[Any]:
+        """The worker processes, by slot."""
+        return [process for process, _ in self._workers]
+
+    def send(self, slot: int, task: Task) -> None:
+        self._workers[slot][1].put(task)
+
+    def poll(self, timeout: float) -> list[Event]:
+        events: list[Event] = []
+        try:
+            events.append(self._results.get(timeout=timeout))
+            while True:
+                events.append(self._results.get_nowait())
+        except queue.Empty:
+            pass
+        for slot, (process, _) in enumerate(self._workers):
+            if process.exitcode is not None:
+                events.append(("died", slot, f"exit status {process.exitcode}"))
+        return events
+
+    def replace(self, slot: int) -> None:
+        process, inbox = self._workers[slot]
+        if process.is_alive():
+            process.terminate()
+        process.join(5)
+        inbox.cancel_join_thread()
+        self._workers[slot] = self._spawn(slot)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def close(self, at_once: bool = False) -> None:
+        """End the processes: idle ones when asked to, busy ones (or all, `at_once`) by a signal."""
+        self._stop.set()
+        for process, inbox in self._workers:
+            if process.is_alive() and not at_once:
+                inbox.put(None)
+        deadline = time.monotonic() + (0 if at_once else 10)
+        for process, inbox in self._workers:
+            process.join(max(0.0, deadline - time.monotonic()))
+            if process.is_alive():
+                process.terminate()
+                process.join(5)
+            inbox.cancel_join_thread()
+        self._results.cancel_join_thread()

@@ -1,0 +1,298 @@
+"""Batches: jobs from folders and TOML files, resume, faults, stop, and the summary a user reads."""
+
+import csv
+import dataclasses
+import threading
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from impasto import StyleConfig
+from impasto.batch import LocalExecutor, Worker, cross_jobs, image_files, read_jobs_file, run_batch
+from impasto.errors import ImpastoError
+from impasto.metadata import HASH_KEY, read_settings
+
+from conftest import pattern, stripes
+
+FAST = StyleConfig(size=40, iterations=3, scales=1)
+
+
+def fixed_arithmetic(config: StyleConfig) -> StyleConfig:
+    """The config with direct float32 convolutions: Winograd and precision "auto" are chosen by a
+    timing, per process where the machine is busy, so processes could choose differently."""
+    names = {f.name for f in dataclasses.fields(StyleConfig)}
+    config = config.replace(winograd=False)  # no per-process timing decides the convolutions
+    return config.replace(precision="fp32") if "precision" in names else config
+
+
+@pytest.fixture
+def folders(tmp_path):
+    contents, styles = tmp_path / "photos", tmp_path / "art"
+    contents.mkdir()
+    styles.mkdir()
+    pattern(48, 32, 1).save(contents / "cat.png")
+    pattern(40, 40, 2).save(contents / "dog.jpg")
+    (contents / "notes.txt").write_text("not an image, and not picked up from a folder")
+    stripes(40, 40).save(styles / "stripes.png")
+    pattern(40, 40, 7).save(styles / "blobs.png")
+    return tmp_path, contents, styles
+
+
+def executor(tiny_net, config=FAST):
+    """A local executor whose worker paints on the tiny random network (milliseconds a job)."""
+    return LocalExecutor(worker=Worker(networks={config: tiny_net}))
+
+
+def summary_rows(path):
+    with open(path, newline="") as fh:
+        return {row["job"]: row for row in csv.DictReader(fh)}
+
+
+# --- jobs --------------------------------------------------------------------------------------
+
+
+def test_every_content_in_every_style_is_one_named_job(folders):
+    tmp, contents, styles = folders
+    jobs = cross_jobs(image_files([contents], "content"), image_files([styles], "style"), tmp / "out", FAST)
+    assert sorted(j.output.name for j in jobs) == ["cat-blobs.png", "cat-stripes.png", "dog-blobs.png",
+                                                   "dog-stripes.png"]
+    assert all(len(j.styles) == 1 and j.config == FAST for j in jobs)
+    together = cross_jobs(image_files([contents / "cat.png"], "content"), image_files([styles], "style"),
+                          tmp / "out", FAST.replace(style_blend=(0.7, 0.3)), together=True, fmt="jpg")
+    assert [j.output.name for j in together] == ["cat-blobs+stripes.jpg"]
+    assert together[0].styles == (styles / "blobs.png", styles / "stripes.png")
+
+
+@pytest.mark.parametrize("make, needle", [
+    (lambda t, c, s: image_files([t / "nowhere"], "content"), "does not exist"),
+    (lambda t, c, s: image_files([t / "out"], "content"), "has no images"),
+    (lambda t, c, s: cross_jobs([c / "cat.png"], [s / "stripes.png"], t, FAST, fmt="bmp"), "carry their settings"),
+    (lambda t, c, s: cross_jobs([c / "cat.png"], [s / "stripes.png", s / "blobs.png"], t,
+                                FAST.replace(style_blend=(1.0, 2.0))), "together"),
+    (lambda t, c, s: cross_jobs([c / "cat.png", t / "cat.png"], [s / "stripes.png"], t, FAST), "two jobs would write"),
+    (lambda t, c, s: cross_jobs([c / "cat.png"], [s / "stripes.png"], t, FAST, masks=[c, c]), "one mask per style"),
+])
+def test_a_bad_batch_is_one_line_before_any_work(folders, make, needle):
+    tmp, contents, styles = folders
+    (tmp / "out").mkdir()
+    with pytest.raises(ImpastoError, match=needle) as info:
+        make(tmp, contents, styles)
+    assert "\n" not in str(info.value)
+
+
+def test_jobs_file_shares_defaults_and_each_job_overrides(tmp_path):
+    (tmp_path / "jobs.toml").write_text("""
+size = 40
+iterations = 3
+styles = ["art/a.png"]
+style_weight = 300       # a whole number for a float option: the same settings as 300.0
+output_dir = "made"
+
+[[job]]
+content = "photos/one.png"
+
+[[job]]
+content = "photos/two.png"
+styles = ["art/a.png", "art/b.png"]
+style_blend = [1, 3]
+output = "two-blended.webp"
+seed = 4
+
+[[job]]
+content = "photos/three.png"
+sise = 64
+
+[[job]]
+content = "photos/four.png"
+size = -1
+""")
+    jobs = read_jobs_file(tmp_path / "jobs.toml", overrides={"iterations": 5})
+    one, two, three, four = jobs
+    assert one.config == StyleConfig(size=40, iterations=5, style_weight=300.0)
+    assert one.content == tmp_path / "photos" / "one.png" and one.output == tmp_path / "made" / "one-a.png"
+    assert two.config.style_blend == (1.0, 3.0) and two.config.seed == 4 and two.config.iterations == 5
+    assert two.output == tmp_path / "made" / "two-blended.webp" and len(two.styles) == 2
+    assert three.config is None and "unknown option 'sise'" in three.error
+    assert four.config is None and "size -1" in four.error
+    assert read_jobs_file(tmp_path / "jobs.toml", output_dir=tmp_path / "elsewhere")[0].output.parent == \
+        tmp_path / "elsewhere"
+
+
+@pytest.mark.parametrize("text, needle", [
+    ("size = [", "not valid TOML"),
+    ("size = 40", "no [[job]] tables"),
+    ("colour = 1\n[[job]]\ncontent = 'a.png'\nstyles = ['b.png']", "unknown setting 'colour'"),
+    ("[[job]]\nstyles = ['b.png']", "no content"),
+    ("[[job]]\ncontent = 'a.png'", "no styles"),
+])
+def test_a_bad_jobs_file_is_one_line(tmp_path, text, needle):
+    (tmp_path / "jobs.toml").write_text(text)
+    with pytest.raises(ImpastoError, match=needle.replace("[", r"\[")):
+        read_jobs_file(tmp_path / "jobs.toml")
+
+
+# --- running, resuming, faults -----------------------------------------------------------------
+
+
+def test_batch_writes_pictures_with_settings_and_resume_redoes_nothing(folders, tiny_net):
+    tmp, contents, styles = folders
+    out = tmp / "out"
+    jobs = cross_jobs(image_files([contents], "content"), image_files([styles], "style"), out, FAST)
+    run = executor(tiny_net)
+    result = run_batch(jobs, run, summary=out / "summary.csv")
+    assert [r.status for r in result.reports] == ["done"] * 4 and run.worker.painted == 4
+    # Jobs that share a style share one painter: two styles, two painters, whatever the contents.
+    assert len(run.worker.painters) == 2
+    record = read_settings(out / "cat-stripes.png")
+    assert record["config"]["size"] == 40 and record["inputs"]["style image 1"]["file"] == "stripes.png"
+    assert record["run"]["iterations"] == 3 and not record["run"]["interrupted"]
+    with Image.open(out / "cat-stripes.png") as picture:
+        assert picture.size == (40, 27)
+    again = run_batch(jobs, run, summary=out / "summary.csv")
+    assert [r.status for r in again.reports] == ["skipped"] * 4 and run.worker.painted == 4
+    assert {row["status"] for row in summary_rows(out / "summary.csv").values()} == {"skipped"}
+    # How fast or where does not count as other settings; what it paints does.
+    faster = [dataclasses.replace(j, config=j.config.replace(threads=1, tile="off", device="cpu")) for j in jobs]
+    assert run_batch(faster, run).count("skipped") == 4
+    longer = [dataclasses.replace(j, config=j.config.replace(iterations=4)) for j in jobs[:1]]
+    assert [r.status for r in run_batch(longer, executor(tiny_net, longer[0].config)).reports] == ["done"]
+
+
+def test_a_damaged_or_foreign_output_is_made_again(folders, tiny_net):
+    tmp, contents, styles = folders
+    jobs = cross_jobs([contents / "cat.png"], [styles / "stripes.png", styles / "blobs.png"], tmp / "out", FAST)
+    run = executor(tiny_net)
+    run_batch(jobs, run)
+    (tmp / "out" / "cat-stripes.png").write_bytes(b"\x89PNG\r\n\x1a\n half a file")
+    pattern(40, 27, 3).save(tmp / "out" / "cat-blobs.png")  # no settings: someone else's picture
+    result = run_batch(jobs, run)
+    assert [r.status for r in result.reports] == ["done", "done"] and run.worker.painted == 4
+    assert read_settings(tmp / "out" / "cat-stripes.png")[HASH_KEY]
+
+
+def test_a_broken_input_fails_its_jobs_and_the_others_go_on(folders, tiny_net):
+    tmp, contents, styles = folders
+    (contents / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a JPEG")
+    jobs = cross_jobs(image_files([contents], "content"), [styles / "stripes.png", tmp / "gone.png"],
+                      tmp / "out", FAST)
+    result = run_batch(jobs, executor(tiny_net), summary=tmp / "out" / "summary.csv")
+    status = {r.job.name: (r.status, r.error) for r in result.reports}
+    assert status["cat-stripes"] == ("done", None) and status["dog-stripes"] == ("done", None)
+    assert status["broken-stripes"][0] == "failed" and "broken.jpg" in status["broken-stripes"][1]
+    assert status["cat-gone"] == ("failed", f"style image 1 {tmp / 'gone.png'} does not exist; check the path")
+    rows = summary_rows(tmp / "out" / "summary.csv")
+    assert rows["broken-stripes"]["status"] == "failed" and "broken.jpg" in rows["broken-stripes"]["error"]
+    assert sorted(p.name for p in (tmp / "out").iterdir()) == ["cat-stripes.png", "dog-stripes.png", "summary.csv"]
+
+
+def test_bad_options_fail_only_their_job(tmp_path, tiny_net):
+    pattern(48, 32, 1).save(tmp_path / "a.png")
+    stripes(40, 40).save(tmp_path / "s.png")
+    (tmp_path / "jobs.toml").write_text("""
+size = 40
+iterations = 3
+scales = 1
+styles = ["s.png"]
+[[job]]
+content = "a.png"
+[[job]]
+content = "a.png"
+output = "too-deep.png"
+style_layers = ["relu9_9"]
+""")
+    jobs = read_jobs_file(tmp_path / "jobs.toml")
+    result = run_batch(jobs, executor(tiny_net))
+    assert [r.status for r in result.reports] == ["done", "failed"]
+    assert "relu9_9" in result.reports[1].error and "\n" not in result.reports[1].error
+
+
+def test_a_stop_keeps_finished_pictures_and_a_rerun_does_only_the_rest(folders, tiny_net):
+    tmp, contents, styles = folders
+    out = tmp / "out"
+    jobs = cross_jobs(image_files([contents], "content"), image_files([styles], "style"), out,
+                      FAST.replace(iterations=6))
+    run = executor(tiny_net, jobs[0].config)
+    stop = threading.Event()
+
+    def stop_during_the_second_job(event):
+        if event.kind == "step" and event.done == 1 and event.step.iteration == 2:
+            stop.set()
+
+    result = run_batch(jobs, run, stop=stop, callback=stop_during_the_second_job, summary=out / "summary.csv")
+    assert result.interrupted and result.count("done") == 1 and result.count("stopped") == 3
+    written = sorted(p.name for p in out.iterdir() if p.suffix == ".png")
+    assert len(written) == 1 and not [p for p in out.iterdir() if p.name.startswith(".")]
+    assert read_settings(out / written[0])["run"]["interrupted"] is False
+    rerun = run_batch(jobs, run)
+    assert rerun.count("skipped") == 1 and rerun.count("done") == 3 and run.worker.painted == 2 + 3
+
+
+def test_warnings_come_back_with_their_job(tmp_path, tiny_net):
+    pattern(48, 32, 1).save(tmp_path / "a.png")
+    stripes(40, 40).save(tmp_path / "s.png")
+    Image.new("L", (48, 32), 0).save(tmp_path / "black.png")
+    jobs = cross_jobs([tmp_path / "a.png"], [tmp_path / "s.png"], tmp_path / "out", FAST,
+                      masks=[tmp_path / "black.png"])
+    events = []
+    run_batch(jobs, executor(tiny_net), callback=events.append)
+    notes = [e.message for e in events if e.kind == "warning"]
+    assert notes and "all black" in notes[0]
+    assert [e.kind for e in events if e.kind not in ("step", "warning")] == ["started", "done"]
+
+
+@pytest.mark.weights
+def test_process_workers_paint_what_this_process_paints(folders):
+    """Two worker processes of one thread each: the same pictures as one thread here."""
+    import torch
+    tmp, contents, styles = folders
+    config = fixed_arithmetic(FAST)
+    jobs = cross_jobs(image_files([contents], "content"), [styles / "stripes.png"], tmp / "procs", config)
+    result = run_batch(jobs, LocalExecutor(workers=2, threads=1))
+    assert [r.status for r in result.reports] == ["done", "done"]
+    here = cross_jobs(image_files([contents], "content"), [styles / "stripes.png"], tmp / "here", config)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        run_batch(here, LocalExecutor())  # a network loaded as each worker loads its own
+    finally:
+        torch.set_num_threads(threads)
+    for a, b in zip(jobs, here):
+        assert np.array_equal(np.asarray(Image.open(a.output)), np.asarray(Image.open(b.output)))
+
+
+def test_an_output_from_before_an_option_existed_still_counts_as_done(folders, tiny_net):
+    """A newer impasto's option at its default paints as before: no reason to redo the batch."""
+    from impasto.metadata import save_png_with_settings, settings_hash
+    tmp, contents, styles = folders
+    jobs = cross_jobs([contents / "cat.png"], [styles / "stripes.png"], tmp / "out", FAST)
+    run = executor(tiny_net)
+    run_batch(jobs, run)
+    record = read_settings(jobs[0].output)
+    del record["config"]["histogram_method"]  # as if written before the option existed
+    record[HASH_KEY] = settings_hash(record)
+    with Image.open(jobs[0].output) as img:
+        save_png_with_settings(img.copy(), jobs[0].output, record)
+    assert run_batch(jobs, run).count("skipped") == 1
+    eigen = [dataclasses.replace(jobs[0], config=FAST.replace(histogram_method="eigen"))]
+    assert run_batch(eigen, executor(tiny_net, eigen[0].config)).count("done") == 1
+
+
+@pytest.mark.weights
+def test_a_worker_process_that_dies_has_its_job_painted_again(folders):
+    import os
+    import signal
+    tmp, contents, styles = folders
+    jobs = cross_jobs(image_files([contents], "content"), [styles / "stripes.png"], tmp / "out",
+                      fixed_arithmetic(FAST))
+    run = LocalExecutor(workers=2, threads=1)
+    killed = []
+
+    def kill_the_first_worker_that_steps(event):
+        if event.kind == "step" and not killed:
+            killed.append(event.job.name)
+            os.kill(run.pool.processes[event.worker].pid, signal.SIGKILL)
+
+    result = run_batch(jobs, run, callback=kill_the_first_worker_that_steps)
+    assert killed and [r.status for r in result.reports] == ["done", "done"]
+    assert all(read_settings(j.output)["run"]["iterations"] == 3 for j in jobs)

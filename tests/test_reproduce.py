@@ -1,0 +1,156 @@
+"""Settings in every output format, `impasto info`, and `impasto reproduce` making the same bits."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from impasto import StyleConfig
+from impasto.cli import main
+from impasto.errors import ImpastoError
+from impasto.metadata import (
+    HASH_KEY,
+    read_settings,
+    save_png_with_settings,
+    save_with_settings,
+    settings_hash,
+    settings_record,
+)
+
+from conftest import pattern, stripes
+
+FAST = ["--size", "40", "--iterations", "4", "--scales", "1", "-q"]
+
+
+def run_main(capsys, *argv):
+    try:
+        code = main([str(a) for a in argv])
+    except SystemExit as exit_:
+        code = exit_.code
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def pixels(path):
+    with Image.open(path) as img:
+        return np.asarray(img.convert("RGB"))
+
+
+@pytest.fixture
+def threads():
+    """The command sets torch's thread count (--threads, or the recorded one): restore it after."""
+    import torch
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
+def inputs(tmp_path):
+    folder = tmp_path / "inputs"
+    folder.mkdir()
+    pattern(48, 32, 1).save(folder / "photo.png")
+    stripes(40, 40).save(folder / "art.png")
+    return folder / "photo.png", folder / "art.png"
+
+
+# --- the record in each format -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["out.jpg", "out.jpeg", "out.webp", "out.tif", "out.png"])
+def test_every_format_but_bmp_carries_the_record(tmp_path, inputs, name):
+    record = settings_record(StyleConfig(size=64, seed=3), {"content image": inputs[0], "style image 1": inputs[1]},
+                             "cd" * 32, device="cpu", run={"iterations": 2, "interrupted": False, "threads": 1})
+    picture = pattern(30, 20, 4)
+    out = save_with_settings(picture, tmp_path / name, record)
+    assert read_settings(out) == record
+    assert [p.name for p in tmp_path.iterdir() if p.is_file()] == [name]  # written atomically, nothing else
+    if name.endswith((".png", ".tif")):  # lossless: the same pixels
+        assert np.array_equal(pixels(out), np.asarray(picture))
+    with pytest.raises(ImpastoError, match="cannot carry its settings"):
+        save_with_settings(picture, tmp_path / "out.bmp", record)
+
+
+def test_the_settings_hash_covers_what_is_painted_only(inputs):
+    roles = {"content image": inputs[0], "style image 1": inputs[1]}
+    base = settings_record(StyleConfig(size=64, style_weight=30.0), roles, "ab" * 32)
+    assert base[HASH_KEY] == settings_hash(base)
+    same = [settings_record(StyleConfig(size=64, style_weight=30.0, threads=3, device="cpu", tile=128,
+                                        winograd=False), roles, "ab" * 32, device="cuda", run={"iterations": 1}),
+            settings_record(StyleConfig(size=64, style_weight=30), roles, "ab" * 32)]  # 30 == 30.0
+    assert {r[HASH_KEY] for r in same} == {base[HASH_KEY]}
+    other = [settings_record(StyleConfig(size=65, style_weight=30.0), roles, "ab" * 32),
+             settings_record(StyleConfig(size=64, style_weight=30.0), roles, "ef" * 32),
+             settings_record(StyleConfig(size=64, style_weight=30.0),
+                             {"content image": inputs[1], "style image 1": inputs[1]}, "ab" * 32)]
+    assert base[HASH_KEY] not in {r[HASH_KEY] for r in other}
+
+
+# --- the still command writes it ---------------------------------------------------------------
+
+
+@pytest.mark.weights
+def test_the_still_command_writes_its_settings_unless_asked_not_to(capsys, tmp_path, inputs, threads):
+    content, style = inputs
+    code, _, err = run_main(capsys, content, style, "-o", tmp_path / "a.jpg", *FAST, "--seed", "5")
+    assert code == 0, err
+    record = read_settings(tmp_path / "a.jpg")
+    assert record["seed"] == 5 and record["config"]["size"] == 40 and record["device"] == "cpu"
+    assert record["inputs"]["content image"]["file"] == "photo.png" and record["run"]["iterations"] == 4
+    code, out, _ = run_main(capsys, "info", tmp_path / "a.jpg")
+    assert code == 0 and "content image  photo.png" in out
+    assert "impasto photo.png art.png -o OUT --size 40 --iterations 4 --scales 1 --seed 5" in out
+    code, out, _ = run_main(capsys, "info", tmp_path / "a.jpg", "--json")
+    assert json.loads(out) == record
+    code, _, err = run_main(capsys, content, style, "-o", tmp_path / "b.png", *FAST, "--no-metadata")
+    assert code == 0 and read_settings(tmp_path / "b.png") is None
+    code, _, err = run_main(capsys, content, style, "-o", tmp_path / "c.bmp", *FAST)
+    assert code == 0 and "warning: .bmp cannot carry the settings" in err
+    code, _, err = run_main(capsys, "info", tmp_path / "b.png")
+    assert code == 2 and "carries no impasto settings" in err and len(err.strip().splitlines()) == 1
+
+
+# --- reproduce ---------------------------------------------------------------------------------
+
+
+@pytest.mark.weights
+def test_reproduce_is_bit_identical_and_finds_moved_inputs_by_hash(capsys, tmp_path, inputs, threads):
+    content, style = inputs
+    made = tmp_path / "made.png"
+    code, _, err = run_main(capsys, content, style, "-o", made, "--init", "noise", "--seed", "7", "--threads", "1",
+                            *FAST)
+    assert code == 0, err
+    code, _, err = run_main(capsys, "reproduce", made, "-o", tmp_path / "again.png", "--search", content.parent,
+                            "-q")
+    assert code == 0, err
+    assert "warning" not in err
+    assert np.array_equal(pixels(made), pixels(tmp_path / "again.png"))
+    assert read_settings(tmp_path / "again.png")[HASH_KEY] == read_settings(made)[HASH_KEY]
+    # Inputs moved and renamed: found by their SHA-256 in the folders named.
+    moved = tmp_path / "elsewhere" / "deep"
+    moved.mkdir(parents=True)
+    shutil.move(content, moved / "renamed-photo.png")
+    shutil.move(style, moved / "renamed-art.png")
+    code, _, err = run_main(capsys, "reproduce", made, "-o", tmp_path / "third.png", "--search",
+                            tmp_path / "elsewhere", "-q")
+    assert code == 0, err
+    assert np.array_equal(pixels(made), pixels(tmp_path / "third.png"))
+    code, _, err = run_main(capsys, "reproduce", made, "-o", tmp_path / "fourth.png", "-q")
+    assert code == 2 and "cannot find the content image photo.png" in err and "--search" in err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "fourth.png").exists()
+
+
+@pytest.mark.weights
+def test_reproduce_warns_when_the_software_differs(capsys, tmp_path, inputs, threads):
+    content, style = inputs
+    made = tmp_path / "made.png"
+    assert run_main(capsys, content, style, "-o", made, "--threads", "1", *FAST)[0] == 0
+    record = read_settings(made)
+    record.update(torch="1.0.0", impasto="0.0.1")
+    with Image.open(made) as img:
+        save_png_with_settings(img.copy(), made, record)
+    code, _, err = run_main(capsys, "reproduce", made, "-o", tmp_path / "again.png", "-q", "--search", content.parent)
+    assert code == 0, err
+    assert "warning: the picture was made with torch 1.0.0" in err and "impasto 0.0.1" in err
