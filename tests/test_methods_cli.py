@@ -134,8 +134,9 @@ def first_adam_step_is_the_learning_rate(paint, out, plain, content, style):
 
 
 def starts_from_noise(paint, out, plain, content, style):
-    """Far from the content after 20 steps, and another seed gives another picture."""
-    assert distance(out, content) > 2 * distance(plain, content)
+    """Farther from the content after 20 steps than a run that starts from it (the default style
+    strength moves that one a long way too), and another seed gives another picture."""
+    assert distance(out, content) > 1.3 * distance(plain, content)
     changed(out, paint("--init", "noise", "--seed", "6"))
 
 
