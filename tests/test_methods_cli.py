@@ -134,9 +134,11 @@ def first_adam_step_is_the_learning_rate(paint, out, plain, content, style):
 
 
 def starts_from_noise(paint, out, plain, content, style):
-    """Farther from the content after 20 steps than a run that starts from it (the default style
-    strength moves that one a long way too), and another seed gives another picture."""
-    assert distance(out, content) > 1.3 * distance(plain, content)
+    """After 20 steps still nearer the seed's noise than the content (0.12 against 0.31), and
+    another seed gives another picture. (A run from the content also ends far from it now that the
+    default style weight paints as strongly at 32 px as at 512, so that is no yardstick.)"""
+    start = paint("--init", "noise", "--seed", "5", "--iterations", "0")
+    assert distance(out, start) < distance(out, content)
     changed(out, paint("--init", "noise", "--seed", "6"))
 
 

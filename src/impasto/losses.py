@@ -166,8 +166,8 @@ class StyleRepresentation:
         magnitude between layers, the shift and the chain change them again, a recoloured style
         has less contrast), so at one style_weight some representations would barely paint.
         Dividing by this, from the style targets alone, puts every representation's style loss on
-        one scale (about 0.7 for a photo against a painting) while keeping its own balance of
-        layers. It is a constant of the targets: deterministic, independent of the start image,
+        one scale (0.4 to 0.8 for the example photos against the paintings) while keeping its own
+        balance of layers. It is a constant of the targets: deterministic, independent of the start image,
         and exact under tiling. (Gatys et al. had a VGG rescaled to unit mean activations instead;
         the weights shipped here are not.)
         """
