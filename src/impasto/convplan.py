@@ -291,6 +291,12 @@ def _store(plan: Plan, path: Path, key: dict[str, object]) -> Plan:
     record = {"format": FORMAT, "key": key, "seconds": plan.seconds, "margin": MARGIN,
               "choices": [{**asdict(c.bucket), "direct_ms": c.direct_ms, "winograd_ms": c.winograd_ms,
                            "cpu_share": c.cpu_share, "winograd": c.winograd} for c in plan.choices]}
+    return replace(plan, path=path) if write_json(path, record) else plan
+
+
+def write_json(path: Path, record: dict[str, object]) -> bool:
+    """Write `record` to `path` atomically (a cache file of this machine's timings); False where
+    the folder cannot be written, which leaves the timing uncached."""
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -301,8 +307,8 @@ def _store(plan: Plan, path: Path, key: dict[str, object]) -> Plan:
     except OSError:
         if tmp is not None:
             Path(tmp).unlink(missing_ok=True)
-        return plan
-    return replace(plan, path=path)
+        return False
+    return True
 
 
 def _load(path: Path, key: dict[str, object], threads: int) -> Plan | None:

@@ -28,7 +28,6 @@ import hashlib
 import json
 import math
 import os
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -40,7 +39,7 @@ import torch.nn.functional as F
 
 from . import convplan
 from .config import PRECISIONS
-from .convplan import MIN_CPU_SHARE, cache_dir, cpu_description
+from .convplan import MIN_CPU_SHARE, cache_dir, cpu_description, write_json
 from .errors import ImpastoError
 from .winograd import MIN_CHANNELS, WinogradConv3x3
 
@@ -349,16 +348,7 @@ def _store(found: Measurement, path: Path, key: dict[str, object]) -> Measuremen
               "timings": [{"in_channels": t.shape.in_channels, "out_channels": t.shape.out_channels,
                            "height": t.shape.height, "width": t.shape.width, "fp32_ms": t.fp32_ms,
                            "low_ms": t.low_ms, "cpu_share": t.cpu_share} for t in found.timings]}
-    tmp = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.stem, suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(record, f, indent=1)
-        os.replace(tmp, path)
-    except OSError:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
+    if not write_json(path, record):
         return found
     return Measurement(found.device, found.candidate, found.timings, found.seconds, path)
 
