@@ -17,8 +17,9 @@ demo: $(VENV)/.installed
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest
 
-lint: $(VENV)/.installed   # ruff (lint and import order) and mypy, configured in pyproject.toml
+lint: $(VENV)/.installed   # ruff (lint, import order, formatting) and mypy, configured in pyproject.toml
 	$(BIN)/ruff check
+	$(BIN)/ruff format --check
 	$(BIN)/mypy
 
 gallery: $(VENV)/.installed

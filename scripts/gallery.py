@@ -58,8 +58,10 @@ def main() -> None:
         torch.set_num_threads(args.threads)  # this script owns its process
     network = VGG.load()
     sky = pil_to_tensor(read_mask(EX / "rocket_sky.png"))
-    lines = [f"--size {args.size}; style: Gram distance to the style (relu1_1..relu5_1) as a fraction of the photo's",
-             f"{'name':12s} {'seconds':>7s} {'style':>13s}  caption"]
+    lines = [
+        f"--size {args.size}; style: Gram distance to the style (relu1_1..relu5_1) as a fraction of the photo's",
+        f"{'name':12s} {'seconds':>7s} {'style':>13s}  caption",
+    ]
     print("\n".join(lines), flush=True)
     for name, caption, content, styles, masks, options in ROWS:
         if args.only and name not in args.only:

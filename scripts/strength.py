@@ -39,9 +39,11 @@ from benchmark import CONTENT_LAYER, STYLE_LAYERS, PasticheObjective
 
 ROOT = Path(__file__).resolve().parents[1]
 EX = ROOT / "examples"
-PAIRS = {"chelsea_starry": (EX / "chelsea.png", EX / "starry_night_van_gogh.jpg"),
-         "chelsea_wave": (EX / "chelsea.png", EX / "great_wave_hokusai.jpg"),
-         "raccoon_starry": (EX / "raccoon.jpg", EX / "starry_night_van_gogh.jpg")}
+PAIRS = {
+    "chelsea_starry": (EX / "chelsea.png", EX / "starry_night_van_gogh.jpg"),
+    "chelsea_wave": (EX / "chelsea.png", EX / "great_wave_hokusai.jpg"),
+    "raccoon_starry": (EX / "raccoon.jpg", EX / "starry_night_van_gogh.jpg"),
+}
 
 MODES: dict[str, dict[str, object]] = {
     "gatys": {},
@@ -77,8 +79,14 @@ class Strength:
 class StyleJudge:
     """J's style part for one style: images are compared with the style as the mode paints with it."""
 
-    def __init__(self, network: VGG, content: torch.Tensor, style: torch.Tensor,
-                 mask: torch.Tensor | None = None, gray: bool = False) -> None:
+    def __init__(
+        self,
+        network: VGG,
+        content: torch.Tensor,
+        style: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        gray: bool = False,
+    ) -> None:
         self.gray, self.mask = gray, mask
         self.objective = PasticheObjective(network, self._seen(content), style)
 
@@ -105,14 +113,26 @@ class StyleJudge:
         return self.objective(self._seen(image))[1]
 
 
-def measure(network: VGG, content: Path, styles: Sequence[Path], size: int, options: Mapping[str, object],
-            masks: Sequence[torch.Tensor] | None = None, config: StyleConfig | None = None) -> Strength:
+def measure(
+    network: VGG,
+    content: Path,
+    styles: Sequence[Path],
+    size: int,
+    options: Mapping[str, object],
+    masks: Sequence[torch.Tensor] | None = None,
+    config: StyleConfig | None = None,
+) -> Strength:
     """Paint `content` at `size` with the defaults and `options`; judge it against the photo."""
     config = (config or StyleConfig()).replace(size=size, **options)
     photo = pil_to_tensor(read_image(content))
     width, height = fit_longest(photo.shape[-1], photo.shape[-2], size)
-    painter = Painter([pil_to_tensor(read_image(s)) for s in styles], masks=masks, config=config,
-                      network=network, color_reference=photo)
+    painter = Painter(
+        [pil_to_tensor(read_image(s)) for s in styles],
+        masks=masks,
+        config=config,
+        network=network,
+        color_reference=photo,
+    )
     result = painter.paint(photo)
     start = resize_image(photo, height, width)
     figures: list[float | None] = []
@@ -122,8 +142,7 @@ def measure(network: VGG, content: Path, styles: Sequence[Path], size: int, opti
             figures.append(None)
             continue
         sw, sh = fit_longest(style.shape[-1], style.shape[-2], round(config.style_scale * size))
-        judge = StyleJudge(network, start, resize_image(style, sh, sw), mask,
-                           gray=config.preserve_color == "luminance")
+        judge = StyleJudge(network, start, resize_image(style, sh, sw), mask, gray=config.preserve_color == "luminance")
         figures.append(judge.style(result.tensor) / judge.style(start))
     content_judge = StyleJudge(network, start, resize_image(painter.styles[0], height, width))
     return Strength(tuple(figures), content_judge.content(result.tensor), result.tensor)
@@ -142,17 +161,23 @@ def main() -> None:
     parser.add_argument("--modes", nargs="+", choices=list(MODES), default=list(MODES))
     parser.add_argument("--pairs", nargs="+", choices=list(PAIRS), default=["chelsea_starry"])
     parser.add_argument("--out", type=Path, default=ROOT / "out" / "strength.txt")
-    parser.add_argument("--images", type=Path, default=ROOT / "out" / "strength",
-                        help="where each output is saved, as <pair>_<mode>_<size>.jpg")
+    parser.add_argument(
+        "--images",
+        type=Path,
+        default=ROOT / "out" / "strength",
+        help="where each output is saved, as <pair>_<mode>_<size>.jpg",
+    )
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)  # this script owns its process
     network = VGG.load()
-    header = (f"style: Gram distance to the style (relu1_1..relu5_1) as a fraction of the photo's; content: "
-              f"MSE at {CONTENT_LAYER}\n{'pair':16s} {'mode':11s}"
-              + "".join(f" {f'style {s}':>10s} {f'content {s}':>12s}" for s in args.sizes)
-              + (f" {f'{args.sizes[-1]}/{args.sizes[0]}':>7s}" if len(args.sizes) > 1 else ""))
+    header = (
+        f"style: Gram distance to the style (relu1_1..relu5_1) as a fraction of the photo's; content: "
+        f"MSE at {CONTENT_LAYER}\n{'pair':16s} {'mode':11s}"
+        + "".join(f" {f'style {s}':>10s} {f'content {s}':>12s}" for s in args.sizes)
+        + (f" {f'{args.sizes[-1]}/{args.sizes[0]}':>7s}" if len(args.sizes) > 1 else "")
+    )
     lines = [header]
     print(header, flush=True)
     for pair in args.pairs:

@@ -25,7 +25,7 @@ import PIL.Image
 from impasto.video.clip import image_files, open_clip, write_video
 
 ROOT = Path(__file__).resolve().parents[1]
-SIZE = (240, 160)      # (width, height) of the clip
+SIZE = (240, 160)  # (width, height) of the clip
 FPS = Fraction(12)
 SECONDS = 2.5
 
@@ -40,9 +40,9 @@ def pan_and_zoom(photo: PIL.Image.Image, frames: int) -> list[PIL.Image.Image]:
     out = []
     for i in range(frames):
         t = _ease(i / (frames - 1))
-        crop_h = height * (0.9 - 0.3 * t)            # zoom in by a third
+        crop_h = height * (0.9 - 0.3 * t)  # zoom in by a third
         crop_w = crop_h * SIZE[0] / SIZE[1]
-        left = (width - crop_w) * (0.1 + 0.6 * t)     # pan from the left towards the face
+        left = (width - crop_w) * (0.1 + 0.6 * t)  # pan from the left towards the face
         top = (height - crop_h) * (0.5 - 0.2 * t)
         box = (left, top, left + crop_w, top + crop_h)
         out.append(photo.resize(SIZE, PIL.Image.Resampling.LANCZOS, box=box))
@@ -68,23 +68,37 @@ def figures(styled: Path) -> None:
     size = ours[0].size
     source = open_clip(ROOT / "examples" / "chelsea_pan.mp4")
     inputs = [image.resize(size, PIL.Image.Resampling.LANCZOS) for image in source.frames()]
-    panels = [_side_by_side(list(trio)).resize((2 * (3 * size[0] + 8), 2 * size[1]), PIL.Image.Resampling.LANCZOS)
-              for trio in zip(inputs, alone, ours)]
+    panels = [
+        _side_by_side(list(trio)).resize((2 * (3 * size[0] + 8), 2 * size[1]), PIL.Image.Resampling.LANCZOS)
+        for trio in zip(inputs, alone, ours)
+    ]
     # Animated WebP: a third the size of a GIF of these painterly textures, and no 256-colour palette.
-    panels[0].save(ROOT / "docs" / "video_chelsea_pan.webp", save_all=True, append_images=panels[1:], loop=0,
-                   duration=round(1000 / source.fps), quality=80, method=6)
+    panels[0].save(
+        ROOT / "docs" / "video_chelsea_pan.webp",
+        save_all=True,
+        append_images=panels[1:],
+        loop=0,
+        duration=round(1000 / source.fps),
+        quality=80,
+        method=6,
+    )
     rows = [_side_by_side(alone[10:15]), _side_by_side(ours[10:15])]
     still = PIL.Image.new("RGB", (rows[0].width, 2 * rows[0].height + 4), "white")
     still.paste(rows[0], (0, 0))
     still.paste(rows[1], (0, rows[0].height + 4))
     still.resize((2 * still.width, 2 * still.height), PIL.Image.Resampling.NEAREST).save(
-        ROOT / "docs" / "video_frames.jpg", quality=90)
+        ROOT / "docs" / "video_frames.jpg", quality=90
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--figures", metavar="STYLED", type=Path,
-                        help="make the docs' figures from an `impasto video --report` run into this video")
+    parser.add_argument(
+        "--figures",
+        metavar="STYLED",
+        type=Path,
+        help="make the docs' figures from an `impasto video --report` run into this video",
+    )
     args = parser.parse_args()
     if args.figures:
         figures(args.figures.resolve())

@@ -23,6 +23,7 @@ def _float32_unless_asked(_cache_folder):
     workers), as if this machine had timed bfloat16 no faster: results must not depend on the
     machine. Tests of bfloat16 ask for it (or fake the timing)."""
     from impasto import precision
+
     timings = tuple(precision.Timing(shape, 1.0, 1.0) for shape in precision.SHAPES)
     for threads in {*range(1, (os.cpu_count() or 1) + 1), torch.get_num_threads()}:
         precision.store(precision.Measurement("cpu", "bf16", timings, 0.0), torch.device("cpu"), threads)

@@ -55,24 +55,44 @@ def summary_rows(path):
 def test_every_content_in_every_style_is_one_named_job(folders):
     tmp, contents, styles = folders
     jobs = cross_jobs(image_files([contents], "content"), image_files([styles], "style"), tmp / "out", FAST)
-    assert sorted(j.output.name for j in jobs) == ["cat-blobs.png", "cat-stripes.png", "dog-blobs.png",
-                                                   "dog-stripes.png"]
+    assert sorted(j.output.name for j in jobs) == [
+        "cat-blobs.png",
+        "cat-stripes.png",
+        "dog-blobs.png",
+        "dog-stripes.png",
+    ]
     assert all(len(j.styles) == 1 and j.config == FAST for j in jobs)
-    together = cross_jobs(image_files([contents / "cat.png"], "content"), image_files([styles], "style"),
-                          tmp / "out", FAST.replace(style_blend=(0.7, 0.3)), together=True, fmt="jpg")
+    together = cross_jobs(
+        image_files([contents / "cat.png"], "content"),
+        image_files([styles], "style"),
+        tmp / "out",
+        FAST.replace(style_blend=(0.7, 0.3)),
+        together=True,
+        fmt="jpg",
+    )
     assert [j.output.name for j in together] == ["cat-blobs+stripes.jpg"]
     assert together[0].styles == (styles / "blobs.png", styles / "stripes.png")
 
 
-@pytest.mark.parametrize("make, needle", [
-    (lambda t, c, s: image_files([t / "nowhere"], "content"), "does not exist"),
-    (lambda t, c, s: image_files([t / "out"], "content"), "has no images"),
-    (lambda t, c, s: cross_jobs([c / "cat.png"], [s / "stripes.png"], t, FAST, fmt="bmp"), "carry their settings"),
-    (lambda t, c, s: cross_jobs([c / "cat.png"], [s / "stripes.png", s / "blobs.png"], t,
-                                FAST.replace(style_blend=(1.0, 2.0))), "together"),
-    (lambda t, c, s: cross_jobs([c / "cat.png", t / "cat.png"], [s / "stripes.png"], t, FAST), "two jobs would write"),
-    (lambda t, c, s: cross_jobs([c / "cat.png"], [s / "stripes.png"], t, FAST, masks=[c, c]), "one mask per style"),
-])
+@pytest.mark.parametrize(
+    "make, needle",
+    [
+        (lambda t, c, s: image_files([t / "nowhere"], "content"), "does not exist"),
+        (lambda t, c, s: image_files([t / "out"], "content"), "has no images"),
+        (lambda t, c, s: cross_jobs([c / "cat.png"], [s / "stripes.png"], t, FAST, fmt="bmp"), "carry their settings"),
+        (
+            lambda t, c, s: cross_jobs(
+                [c / "cat.png"], [s / "stripes.png", s / "blobs.png"], t, FAST.replace(style_blend=(1.0, 2.0))
+            ),
+            "together",
+        ),
+        (
+            lambda t, c, s: cross_jobs([c / "cat.png", t / "cat.png"], [s / "stripes.png"], t, FAST),
+            "two jobs would write",
+        ),
+        (lambda t, c, s: cross_jobs([c / "cat.png"], [s / "stripes.png"], t, FAST, masks=[c, c]), "one mask per style"),
+    ],
+)
 def test_a_bad_batch_is_one_line_before_any_work(folders, make, needle):
     tmp, contents, styles = folders
     (tmp / "out").mkdir()
@@ -115,17 +135,22 @@ size = -1
     assert two.output == tmp_path / "made" / "two-blended.webp" and len(two.styles) == 2
     assert three.config is None and "unknown option 'sise'" in three.error
     assert four.config is None and "size -1" in four.error
-    assert read_jobs_file(tmp_path / "jobs.toml", output_dir=tmp_path / "elsewhere")[0].output.parent == \
-        tmp_path / "elsewhere"
+    assert (
+        read_jobs_file(tmp_path / "jobs.toml", output_dir=tmp_path / "elsewhere")[0].output.parent
+        == tmp_path / "elsewhere"
+    )
 
 
-@pytest.mark.parametrize("text, needle", [
-    ("size = [", "not valid TOML"),
-    ("size = 40", "no [[job]] tables"),
-    ("colour = 1\n[[job]]\ncontent = 'a.png'\nstyles = ['b.png']", "unknown setting 'colour'"),
-    ("[[job]]\nstyles = ['b.png']", "no content"),
-    ("[[job]]\ncontent = 'a.png'", "no styles"),
-])
+@pytest.mark.parametrize(
+    "text, needle",
+    [
+        ("size = [", "not valid TOML"),
+        ("size = 40", "no [[job]] tables"),
+        ("colour = 1\n[[job]]\ncontent = 'a.png'\nstyles = ['b.png']", "unknown setting 'colour'"),
+        ("[[job]]\nstyles = ['b.png']", "no content"),
+        ("[[job]]\ncontent = 'a.png'", "no styles"),
+    ],
+)
 def test_a_bad_jobs_file_is_one_line(tmp_path, text, needle):
     (tmp_path / "jobs.toml").write_text(text)
     with pytest.raises(ImpastoError, match=needle.replace("[", r"\[")):
@@ -174,8 +199,7 @@ def test_a_damaged_or_foreign_output_is_made_again(folders, tiny_net):
 def test_a_broken_input_fails_its_jobs_and_the_others_go_on(folders, tiny_net):
     tmp, contents, styles = folders
     (contents / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a JPEG")
-    jobs = cross_jobs(image_files([contents], "content"), [styles / "stripes.png", tmp / "gone.png"],
-                      tmp / "out", FAST)
+    jobs = cross_jobs(image_files([contents], "content"), [styles / "stripes.png", tmp / "gone.png"], tmp / "out", FAST)
     result = run_batch(jobs, executor(tiny_net), summary=tmp / "out" / "summary.csv")
     status = {r.job.name: (r.status, r.error) for r in result.reports}
     assert status["cat-stripes"] == ("done", None) and status["dog-stripes"] == ("done", None)
@@ -210,8 +234,9 @@ style_layers = ["relu9_9"]
 def test_a_stop_keeps_finished_pictures_and_a_rerun_does_only_the_rest(folders, tiny_net):
     tmp, contents, styles = folders
     out = tmp / "out"
-    jobs = cross_jobs(image_files([contents], "content"), image_files([styles], "style"), out,
-                      FAST.replace(iterations=6))
+    jobs = cross_jobs(
+        image_files([contents], "content"), image_files([styles], "style"), out, FAST.replace(iterations=6)
+    )
     run = executor(tiny_net, jobs[0].config)
     stop = threading.Event()
 
@@ -232,8 +257,9 @@ def test_warnings_come_back_with_their_job(tmp_path, tiny_net):
     pattern(48, 32, 1).save(tmp_path / "a.png")
     stripes(40, 40).save(tmp_path / "s.png")
     Image.new("L", (48, 32), 0).save(tmp_path / "black.png")
-    jobs = cross_jobs([tmp_path / "a.png"], [tmp_path / "s.png"], tmp_path / "out", FAST,
-                      masks=[tmp_path / "black.png"])
+    jobs = cross_jobs(
+        [tmp_path / "a.png"], [tmp_path / "s.png"], tmp_path / "out", FAST, masks=[tmp_path / "black.png"]
+    )
     events = []
     run_batch(jobs, executor(tiny_net), callback=events.append)
     notes = [e.message for e in events if e.kind == "warning"]
@@ -245,6 +271,7 @@ def test_warnings_come_back_with_their_job(tmp_path, tiny_net):
 def test_process_workers_paint_what_this_process_paints(folders):
     """Two worker processes of one thread each: the same pictures as one thread here."""
     import torch
+
     tmp, contents, styles = folders
     config = fixed_arithmetic(FAST)
     jobs = cross_jobs(image_files([contents], "content"), [styles / "stripes.png"], tmp / "procs", config)
@@ -264,6 +291,7 @@ def test_process_workers_paint_what_this_process_paints(folders):
 def test_an_output_from_before_an_option_existed_still_counts_as_done(folders, tiny_net):
     """A newer impasto's option at its default paints as before: no reason to redo the batch."""
     from impasto.metadata import save_png_with_settings, settings_hash
+
     tmp, contents, styles = folders
     jobs = cross_jobs([contents / "cat.png"], [styles / "stripes.png"], tmp / "out", FAST)
     run = executor(tiny_net)
@@ -282,9 +310,9 @@ def test_an_output_from_before_an_option_existed_still_counts_as_done(folders, t
 def test_a_worker_process_that_dies_has_its_job_painted_again(folders):
     import os
     import signal
+
     tmp, contents, styles = folders
-    jobs = cross_jobs(image_files([contents], "content"), [styles / "stripes.png"], tmp / "out",
-                      fixed_arithmetic(FAST))
+    jobs = cross_jobs(image_files([contents], "content"), [styles / "stripes.png"], tmp / "out", fixed_arithmetic(FAST))
     run = LocalExecutor(workers=2, threads=1)
     killed = []
 

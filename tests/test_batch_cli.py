@@ -47,17 +47,20 @@ def folders(tmp_path):
     return tmp_path, contents, styles
 
 
-@pytest.mark.parametrize("argv, needle", [
-    (["--contents", "{t}/nowhere", "--styles", "{s}", "-o", "{t}/out"], "nowhere does not exist"),
-    (["--contents", "{c}", "--styles", "{s}"], "give -o OUTDIR"),
-    (["--contents", "{c}", "-o", "{t}/out"], "give --contents and --styles"),
-    (["{t}/jobs.toml", "--contents", "{c}", "--styles", "{s}"], "not both"),
-    (["--contents", "{c}", "--styles", "{s}", "-o", "{t}/out", "--format", "bmp"], "invalid choice"),
-    (["--contents", "{c}", "--styles", "{s}", "-o", "{t}/out", "--style-weights", "1"], "--together"),
-    (["--contents", "{c}", "--styles", "{s}", "-o", "{t}/out", "--size", "0"], "--size 0 must be between"),
-    (["--contents", "{c}", "--styles", "{s}", "-o", "{t}/out", "--workers", "0"], "--workers 0"),
-    (["{t}/missing.toml"], "does not exist"),
-])
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["--contents", "{t}/nowhere", "--styles", "{s}", "-o", "{t}/out"], "nowhere does not exist"),
+        (["--contents", "{c}", "--styles", "{s}"], "give -o OUTDIR"),
+        (["--contents", "{c}", "-o", "{t}/out"], "give --contents and --styles"),
+        (["{t}/jobs.toml", "--contents", "{c}", "--styles", "{s}"], "not both"),
+        (["--contents", "{c}", "--styles", "{s}", "-o", "{t}/out", "--format", "bmp"], "invalid choice"),
+        (["--contents", "{c}", "--styles", "{s}", "-o", "{t}/out", "--style-weights", "1"], "--together"),
+        (["--contents", "{c}", "--styles", "{s}", "-o", "{t}/out", "--size", "0"], "--size 0 must be between"),
+        (["--contents", "{c}", "--styles", "{s}", "-o", "{t}/out", "--workers", "0"], "--workers 0"),
+        (["{t}/missing.toml"], "does not exist"),
+    ],
+)
 def test_a_bad_batch_is_one_line_and_exit_2(capsys, folders, argv, needle):
     tmp, contents, styles = folders
     argv = [a.format(t=tmp, c=contents, s=styles) for a in argv]
@@ -70,8 +73,9 @@ def test_a_bad_batch_is_one_line_and_exit_2(capsys, folders, argv, needle):
 def test_missing_ray_names_the_extra(capsys, folders, monkeypatch):
     tmp, contents, styles = folders
     monkeypatch.setitem(sys.modules, "ray", None)  # as if not installed
-    code, _, err = run_main(capsys, "batch", "--contents", contents, "--styles", styles, "-o", tmp / "out",
-                            "--ray", "local", *FAST)
+    code, _, err = run_main(
+        capsys, "batch", "--contents", contents, "--styles", styles, "-o", tmp / "out", "--ray", "local", *FAST
+    )
     assert code == 2 and err.strip().count("\n") == 0
     assert "pip install 'impasto[ray]'" in err
 
@@ -84,17 +88,22 @@ def test_batch_paints_everything_then_a_rerun_skips_it(capsys, folders):
     code, _, err = run_main(capsys, "batch", "--contents", contents, "--styles", styles, "-o", out, *FAST)
     assert code == 1, err  # one job failed: the others are written all the same
     assert "impasto: failed: broken-stripes: content image broken.png" in err
-    assert statuses(out / "batch-summary.csv") == {"broken-stripes": "failed", "cat-stripes": "done",
-                                                   "dog-stripes": "done", "owl-stripes": "done"}
+    assert statuses(out / "batch-summary.csv") == {
+        "broken-stripes": "failed",
+        "cat-stripes": "done",
+        "dog-stripes": "done",
+        "owl-stripes": "done",
+    }
     assert read_settings(out / "cat-stripes.png")["config"]["iterations"] == 3
     (contents / "broken.png").unlink()
-    code, _, err = run_main(capsys, "batch", "--contents", contents, "--styles", styles, "-o", out,
-                            *FAST[:-1])
+    code, _, err = run_main(capsys, "batch", "--contents", contents, "--styles", styles, "-o", out, *FAST[:-1])
     assert code == 0, err
     assert "0 written, 3 done before, 0 failed" in err
     # A jobs file with its own options; the command line's win.
-    (tmp / "jobs.toml").write_text(f"size = 64\niterations = 9\nformat = 'jpg'\nstyles = ['{styles / 'stripes.png'}']\n"
-                                   f"[[job]]\ncontent = '{contents / 'cat.png'}'\nseed = 2\n")
+    (tmp / "jobs.toml").write_text(
+        f"size = 64\niterations = 9\nformat = 'jpg'\nstyles = ['{styles / 'stripes.png'}']\n"
+        f"[[job]]\ncontent = '{contents / 'cat.png'}'\nseed = 2\n"
+    )
     code, _, err = run_main(capsys, "batch", tmp / "jobs.toml", "-o", tmp / "from-file", *FAST)
     assert code == 0, err
     record = read_settings(tmp / "from-file" / "cat-stripes.jpg")
@@ -104,15 +113,40 @@ def test_batch_paints_everything_then_a_rerun_skips_it(capsys, folders):
 
 
 @pytest.mark.weights
-@pytest.mark.parametrize("signum, status, word, workers", [(signal.SIGINT, 130, "interrupted", "1"),
-                                                            (signal.SIGTERM, 143, "terminated", "1"),
-                                                            (signal.SIGINT, 130, "interrupted", "2")])
+@pytest.mark.parametrize(
+    "signum, status, word, workers",
+    [
+        (signal.SIGINT, 130, "interrupted", "1"),
+        (signal.SIGTERM, 143, "terminated", "1"),
+        (signal.SIGINT, 130, "interrupted", "2"),
+    ],
+)
 def test_a_signal_keeps_finished_pictures_and_a_rerun_does_only_the_rest(folders, signum, status, word, workers):
     tmp, contents, styles = folders
     out = tmp / "out"
-    command = [sys.executable, "-m", "impasto", "batch", "--contents", str(contents), "--styles", str(styles),
-               "-o", str(out), "--size", "40", "--iterations", "40", "--scales", "1", "--threads", "1",
-               "--workers", workers, "-q"]
+    command = [
+        sys.executable,
+        "-m",
+        "impasto",
+        "batch",
+        "--contents",
+        str(contents),
+        "--styles",
+        str(styles),
+        "-o",
+        str(out),
+        "--size",
+        "40",
+        "--iterations",
+        "40",
+        "--scales",
+        "1",
+        "--threads",
+        "1",
+        "--workers",
+        workers,
+        "-q",
+    ]
     proc = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 240
     while not (out.is_dir() and pictures(out)) and time.time() < deadline and proc.poll() is None:

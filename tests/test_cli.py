@@ -43,19 +43,54 @@ def test_help_documents_every_option_with_its_default(capsys):
         main(["--help"])
     assert exit_info.value.code == 0
     text = " ".join(capsys.readouterr().out.split())
-    for flag in ("--size", "--style-scale", "--iterations", "--init", "--seed", "--content-weight",
-                 "--style-weight", "--tv-weight", "--content-layers", "--style-layers", "--pooling",
-                 "--weights", "--optimizer", "--save-every", "--quiet", "--device", "--style-masks",
-                 "--style-weights", "--preserve-color", "--improved", "--activation-shift",
-                 "--correlation-chain", "--all-conv-layers", "--layer-weighting", "--scales"):
+    for flag in (
+        "--size",
+        "--style-scale",
+        "--iterations",
+        "--init",
+        "--seed",
+        "--content-weight",
+        "--style-weight",
+        "--tv-weight",
+        "--content-layers",
+        "--style-layers",
+        "--pooling",
+        "--weights",
+        "--optimizer",
+        "--save-every",
+        "--quiet",
+        "--device",
+        "--style-masks",
+        "--style-weights",
+        "--preserve-color",
+        "--improved",
+        "--activation-shift",
+        "--correlation-chain",
+        "--all-conv-layers",
+        "--layer-weighting",
+        "--scales",
+    ):
         assert flag in text, flag
     assert f"(default: {StyleConfig().size})" in text
     assert "(default: relu4_2)" in text
 
 
 def test_flags_map_onto_the_config():
-    args = build_parser().parse_args(["c.png", "s1.png", "s2.png", "-o", "o.png", "--style-weights", "0.7", "0.3",
-                                      "--no-correlation-chain", "--pooling", "avg"])
+    args = build_parser().parse_args(
+        [
+            "c.png",
+            "s1.png",
+            "s2.png",
+            "-o",
+            "o.png",
+            "--style-weights",
+            "0.7",
+            "0.3",
+            "--no-correlation-chain",
+            "--pooling",
+            "avg",
+        ]
+    )
     assert args.styles == ["s1.png", "s2.png"]
     assert args.style_blend == [0.7, 0.3]
     assert args.pooling == "avg" and args.correlation_chain is False
@@ -133,8 +168,9 @@ def test_mask_transfer_and_color_transfer_commands(capsys, files):
 def test_cli_writes_an_image_and_snapshots(capsys, files):
     tmp, content, style = files
     out = tmp / "result.jpg"
-    code, _, err = run_main(capsys, content, style, "-o", out, "--size", "48", "--iterations", "4",
-                            "--scales", "1", "--save-every", "2")
+    code, _, err = run_main(
+        capsys, content, style, "-o", out, "--size", "48", "--iterations", "4", "--scales", "1", "--save-every", "2"
+    )
     assert code == 0, err
     assert PIL.Image.open(out).size == (48, 32)
     assert PIL.Image.open(out).format == "JPEG"
@@ -143,14 +179,34 @@ def test_cli_writes_an_image_and_snapshots(capsys, files):
 
 
 @pytest.mark.weights
-@pytest.mark.parametrize("signum, status, word", [(signal.SIGINT, 130, "interrupted"),
-                                                   (signal.SIGTERM, 143, "terminated")])
+@pytest.mark.parametrize(
+    "signum, status, word", [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")]
+)
 def test_ctrl_c_and_sigterm_save_the_image_so_far(files, signum, status, word):
     tmp, content, style = files
     out = tmp / "result.png"
-    proc = subprocess.Popen([sys.executable, "-m", "impasto", str(content), str(style), "-o", str(out),
-                             "--size", "64", "--iterations", "2000", "--scales", "1", "--save-every", "1", "-q"],
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "impasto",
+            str(content),
+            str(style),
+            "-o",
+            str(out),
+            "--size",
+            "64",
+            "--iterations",
+            "2000",
+            "--scales",
+            "1",
+            "--save-every",
+            "1",
+            "-q",
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.time() + 120
     while not (tmp / "result_00003.png").exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.05)
@@ -170,8 +226,11 @@ def test_ctrl_c_and_sigterm_save_the_image_so_far(files, signum, status, word):
 def test_console_script_and_module_agree(files):
     tmp, content, style = files
     for command in ([sys.executable, "-m", "impasto"], [os.path.join(os.path.dirname(sys.executable), "impasto")]):
-        proc = subprocess.run([*command, str(content), str(style), "-o", str(tmp / "o.png"), "--size", "0"],
-                              capture_output=True, text=True)
+        proc = subprocess.run(
+            [*command, str(content), str(style), "-o", str(tmp / "o.png"), "--size", "0"],
+            capture_output=True,
+            text=True,
+        )
         assert proc.returncode == 2
         assert proc.stderr.strip() == "impasto: error: --size 0 must be between 1 and 32768"
 
@@ -188,6 +247,7 @@ def test_signals_ask_to_stop_and_never_interrupt_the_save():
     import threading
 
     from impasto.cli import _signals_stop
+
     stop = threading.Event()
     with _signals_stop(stop) as signals:
         os.kill(os.getpid(), signal.SIGTERM)
@@ -201,18 +261,28 @@ def test_signals_ask_to_stop_and_never_interrupt_the_save():
     assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
 
 
-@pytest.mark.parametrize("argv", [
-    ["--help"], ["--version"], ["photo.png"], ["--size", "x", "a.png", "b.png", "-o", "c.png"],
-    ["missing.png", "also_missing.png", "-o", "out.png"],
-    ["examples/chelsea.png", "examples/chelsea.png", "-o", "out.png", "--style-weight", "-1"],
-    ["mask-transfer", "--help"]])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--help"],
+        ["--version"],
+        ["photo.png"],
+        ["--size", "x", "a.png", "b.png", "-o", "c.png"],
+        ["missing.png", "also_missing.png", "-o", "out.png"],
+        ["examples/chelsea.png", "examples/chelsea.png", "-o", "out.png", "--style-weight", "-1"],
+        ["mask-transfer", "--help"],
+    ],
+)
 def test_help_version_and_bad_input_answer_before_torch_is_imported(argv):
     """Importing torch takes seconds: the command answers these without it."""
-    code = ("import sys\nfrom impasto.cli import main\ntry:\n    status = main(sys.argv[1:])\n"
-            "except SystemExit as exit:\n    status = exit.code\n"
-            "print('torch imported' if 'torch' in sys.modules else 'no torch', status, file=sys.stderr)")
-    done = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True,
-                          cwd=Path(__file__).parent.parent)
+    code = (
+        "import sys\nfrom impasto.cli import main\ntry:\n    status = main(sys.argv[1:])\n"
+        "except SystemExit as exit:\n    status = exit.code\n"
+        "print('torch imported' if 'torch' in sys.modules else 'no torch', status, file=sys.stderr)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, *argv], capture_output=True, text=True, cwd=Path(__file__).parent.parent
+    )
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith("no torch"), done.stderr
     assert last.split()[-1] in ("0", "2")

@@ -105,8 +105,7 @@ def test_combine_luminance_keeps_content_chroma_and_given_y() -> None:
 def test_combine_luminance_accepts_three_channel_result() -> None:
     content = _rand(1, 3, 8, 8, low=0.3, high=0.7, seed=8)
     y = _rand(1, 1, 8, 8, low=0.4, high=0.6, seed=9)
-    assert torch.allclose(combine_luminance(y.expand(1, 3, 8, 8), content),
-                          combine_luminance(y, content))
+    assert torch.allclose(combine_luminance(y.expand(1, 3, 8, 8), content), combine_luminance(y, content))
 
 
 def test_combine_luminance_clamps_to_unit_range() -> None:
@@ -272,8 +271,7 @@ def test_float64_inputs_give_float32_results() -> None:
         transfer_color(content, content, torch.ones(1, 1, 24, 24, dtype=torch.float64)),
     ]
     assert all(r.dtype == torch.float32 for r in results)
-    assert torch.allclose(match_histogram(style, content), match_histogram(style.float(),
-                                                                           content.float()))
+    assert torch.allclose(match_histogram(style, content), match_histogram(style.float(), content.float()))
 
 
 # --- real images ------------------------------------------------------------------------------

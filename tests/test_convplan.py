@@ -49,8 +49,10 @@ def test_winograd_only_where_measured_faster_by_the_margin(ratio, expected):
 
 def test_each_shape_takes_the_nearest_bucket():
     """Winograd wins only on the 512-channel 16x16 bucket: only small 512-channel layers use it."""
+
     def measure(bucket):
         return Choice(bucket, 10.0, 5.0 if (bucket.in_channels, bucket.height) == (512, 16) else 20.0)
+
     assert winograd_pays(512, 512, 16, 16, measure=measure)
     assert winograd_pays(512, 512, 20, 20, measure=measure)
     assert not winograd_pays(512, 512, 64, 64, measure=measure)
@@ -58,8 +60,7 @@ def test_each_shape_takes_the_nearest_bucket():
     assert not winograd_pays(256, 512, 64, 64, measure=measure)
 
 
-@pytest.mark.parametrize("shape", [(128, 256, 128, 128), (64, 64, 512, 512), (256, 256, 16, 16),
-                                   (512, 512, 8, 8)])
+@pytest.mark.parametrize("shape", [(128, 256, 128, 128), (64, 64, 512, 512), (256, 256, 16, 16), (512, 512, 8, 8)])
 def test_static_gates_never_measure(shape, cache):
     """Too few input channels, or too little work: direct, without timing or touching the cache."""
     measure = FakeMeasure(0.1)
@@ -168,8 +169,10 @@ def test_rejects_a_bad_thread_count(threads):
 def test_concurrent_callers_measure_once(cache):
     measure = FakeMeasure(0.5)
     results = []
-    workers = [threading.Thread(target=lambda: results.append(winograd_pays(512, 512, 64, 64, measure=measure)))
-               for _ in range(4)]
+    workers = [
+        threading.Thread(target=lambda: results.append(winograd_pays(512, 512, 64, 64, measure=measure)))
+        for _ in range(4)
+    ]
     for w in workers:
         w.start()
     for w in workers:

@@ -105,8 +105,16 @@ def test_every_way_of_stopping_keeps_the_latest_image(tiny_net, tensors, how):
 
 def test_stopped_at_a_coarse_scale_says_so(tiny_net, tensors):
     content, style = tensors
-    result = stylize(content, style, network=tiny_net, size=64, scales=2, min_size=32, iterations=10,
-                     callback=lambda p: p.iteration < 2 and None or False)
+    result = stylize(
+        content,
+        style,
+        network=tiny_net,
+        size=64,
+        scales=2,
+        min_size=32,
+        iterations=10,
+        callback=lambda p: p.iteration < 2 and None or False,
+    )
     assert result.interrupted and result.upscaled and result.painted_size == (32, 21)
     assert result.image.size == (64, 43)
 
@@ -136,8 +144,9 @@ def test_no_hidden_state(tiny_net, tensors):
     content, style = tensors
     threads, rng = torch.get_num_threads(), torch.random.get_rng_state()
     winograd = tiny_net.winograd
-    stylize(content, style, network=tiny_net, config=FAST.replace(threads=1, seed=7, winograd=not winograd,
-                                                                  init="noise"))
+    stylize(
+        content, style, network=tiny_net, config=FAST.replace(threads=1, seed=7, winograd=not winograd, init="noise")
+    )
     assert torch.get_num_threads() == threads
     assert torch.equal(torch.random.get_rng_state(), rng)
     assert tiny_net.winograd == winograd
@@ -179,8 +188,16 @@ def test_a_panorama_skips_the_scales_too_small_for_the_network(tiny_net, tensors
     _, style = tensors
     panorama = to_tensor(pattern(700, 100, 3))
     sizes = []
-    result = stylize(panorama, style, network=tiny_net, size=140, scales=3, min_size=32, iterations=6,
-                     callback=lambda p: sizes.append(p.size))
+    result = stylize(
+        panorama,
+        style,
+        network=tiny_net,
+        size=140,
+        scales=3,
+        min_size=32,
+        iterations=6,
+        callback=lambda p: sizes.append(p.size),
+    )
     assert result.image.size == (140, 20) and set(sizes) == {(140, 20)}
 
 
@@ -193,6 +210,7 @@ def test_a_mask_of_another_shape_is_stretched_with_a_warning(tiny_net, tensors):
 
 def test_postprocessing_inputs_of_another_shape_warn(tmp_path):
     from impasto import color_transfer, mask_transfer
+
     out, content, mask = tmp_path / "o.png", tmp_path / "c.png", tmp_path / "m.png"
     pattern(60, 40, 1).save(out)
     pattern(40, 40, 2).save(content)

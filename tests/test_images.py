@@ -278,9 +278,7 @@ def test_tensor_to_pil_clamps_and_leaves_input_alone() -> None:
     assert torch.equal(t.detach(), before)
 
 
-@pytest.mark.parametrize(
-    "shape, mode", [((1, 3, 4, 5), "RGB"), ((3, 4, 5), "RGB"), ((1, 1, 4, 5), "L"), ((4, 5), "L")]
-)
+@pytest.mark.parametrize("shape, mode", [((1, 3, 4, 5), "RGB"), ((3, 4, 5), "RGB"), ((1, 1, 4, 5), "L"), ((4, 5), "L")])
 def test_tensor_to_pil_shapes(shape: tuple[int, ...], mode: str) -> None:
     out = tensor_to_pil(torch.rand(shape))
     assert out.mode == mode and out.size == (5, 4)
@@ -303,9 +301,7 @@ def test_tensor_to_pil_rejects_other_shapes() -> None:
         ((1000, 1), 10, (10, 1)),
     ],
 )
-def test_resize_longest_keeps_aspect(
-    size: tuple[int, int], longest: int, expected: tuple[int, int]
-) -> None:
+def test_resize_longest_keeps_aspect(size: tuple[int, int], longest: int, expected: tuple[int, int]) -> None:
     source = Image.new("RGB", size, RED)
     out = resize_longest(source, longest)
     assert out.size == expected and out.mode == "RGB"
@@ -329,9 +325,7 @@ def test_resize_to_exact_size_and_new_object() -> None:
 
 def test_missing_file(tmp_path: Path) -> None:
     path = tmp_path / "photo.jpg"
-    expect_error(
-        lambda: read_image(path, "content image"), "content image", str(path), "does not exist"
-    )
+    expect_error(lambda: read_image(path, "content image"), "content image", str(path), "does not exist")
 
 
 def test_directory(tmp_path: Path) -> None:
@@ -359,9 +353,7 @@ def test_truncated_jpeg_says_truncated(tmp_path: Path) -> None:
     path = tmp_path / "cut.jpg"
     noise_image().save(path)
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
-    message = expect_error(
-        lambda: read_image(path, "style image 1"), "style image 1", str(path), "truncated"
-    )
+    message = expect_error(lambda: read_image(path, "style image 1"), "style image 1", str(path), "truncated")
     assert message.count(str(path)) == 1  # not wrapped in a second "cannot be read (...)"
 
 
@@ -475,9 +467,7 @@ def test_save_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
     assert os.listdir(tmp_path) == ["out.png"]
 
 
-def test_interrupted_save_leaves_no_temp_file(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_interrupted_save_leaves_no_temp_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     def interrupt(self: Image.Image, *args: object, **kwargs: object) -> None:
         raise KeyboardInterrupt
 

@@ -18,8 +18,7 @@ LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 
 def gram_distance(net, a, b):
     fa, fb = net(a, LAYERS), net(b, LAYERS)
-    return sum(((gram_matrix(fa[n]) - gram_matrix(fb[n])).square().sum() / fa[n].shape[1] ** 2).item()
-               for n in LAYERS)
+    return sum(((gram_matrix(fa[n]) - gram_matrix(fb[n])).square().sum() / fa[n].shape[1] ** 2).item() for n in LAYERS)
 
 
 def test_loss_falls_and_grams_move_toward_the_style(real_net):
@@ -37,8 +36,10 @@ def test_loss_falls_and_grams_move_toward_the_style(real_net):
 
 
 def test_seed_reproduces_the_output(real_net):
-    runs = [stylize(CONTENT, STYLE, network=real_net, size=32, iterations=5, scales=1, init="noise", seed=s).tensor
-            for s in (7, 7, 8)]
+    runs = [
+        stylize(CONTENT, STYLE, network=real_net, size=32, iterations=5, scales=1, init="noise", seed=s).tensor
+        for s in (7, 7, 8)
+    ]
     assert torch.equal(runs[0], runs[1])
     assert not torch.equal(runs[0], runs[2])
 

@@ -61,7 +61,7 @@ def test_masked_gram_is_normalised_by_the_mask_area():
 
 
 def test_cross_gram_shape_and_hand_value():
-    deep = feats([[[1.0]], [[2.0]], [[0.5]]])          # 3 channels at 1x1
+    deep = feats([[[1.0]], [[2.0]], [[0.5]]])  # 3 channels at 1x1
     shallow = feats([[[1.0, 3.0], [5.0, 7.0]], [[0.0, 0.0], [2.0, 2.0]]])  # 2 channels at 2x2
     g = cross_gram(deep, shallow)
     assert g.shape == (3, 2)
@@ -134,8 +134,10 @@ def _style_and_content_terms(scale):
     style_term = StyleLoss(rep, [rep.grams(style)], [1.0], [None], (8, 8), 1.0)
     content_term = ContentLoss({"relu2_1": style["relu2_1"]}, 1.0)
     window = Window.whole(8, 8)
-    return (style_term.loss(style_term.sums(image, window)).item(),
-            content_term.loss(content_term.sums(image, window)).item())
+    return (
+        style_term.loss(style_term.sums(image, window)).item(),
+        content_term.loss(content_term.sums(image, window)).item(),
+    )
 
 
 def test_style_and_content_losses_do_not_depend_on_the_scale_of_the_features():

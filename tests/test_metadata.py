@@ -40,10 +40,14 @@ def test_record_names_software_options_and_inputs(inputs):
     assert record["torch"].startswith("2.") and record["pillow"] == Image.__version__
     assert record["device"] == "cpu" and record["seed"] == 5 and record["weights_sha256"] == "ab" * 32
     assert record["config"] == json.loads(json.dumps(dataclasses.asdict(config)))
-    assert record["inputs"]["content"] == {"file": "photo.jpg",
-                                           "sha256": hashlib.sha256(inputs["content"].read_bytes()).hexdigest()}
-    assert record["inputs"]["style mask 1"] == {"file": "painted",
-                                                "sha256": hashlib.sha256(b"\x89PNG mask bytes").hexdigest()}
+    assert record["inputs"]["content"] == {
+        "file": "photo.jpg",
+        "sha256": hashlib.sha256(inputs["content"].read_bytes()).hexdigest(),
+    }
+    assert record["inputs"]["style mask 1"] == {
+        "file": "painted",
+        "sha256": hashlib.sha256(b"\x89PNG mask bytes").hexdigest(),
+    }
     assert record["run"] == {"iterations": 3, "interrupted": True}
     json.dumps(record, allow_nan=False)  # JSON-ready as it is
 
@@ -68,8 +72,9 @@ def test_png_round_trip_keeps_pixels_and_settings(tmp_path, inputs):
 
 
 def test_settings_give_back_the_same_config(tmp_path, inputs):
-    config = StyleConfig(size=80, style_layers=("relu1_1", "relu3_1"), style_blend=(0.7, 0.3),
-                         style_layer_weights=(1.0, 2.0), tile=128).replace(**IMPROVED)
+    config = StyleConfig(
+        size=80, style_layers=("relu1_1", "relu3_1"), style_blend=(0.7, 0.3), style_layer_weights=(1.0, 2.0), tile=128
+    ).replace(**IMPROVED)
     out = save_png_with_settings(pattern(8, 8, 0), tmp_path / "a.png", settings_record(config, inputs))
     assert config_from_settings(read_settings(out)) == config
 
@@ -78,8 +83,15 @@ def test_summary_is_one_readable_line(inputs):
     config = StyleConfig(size=64, iterations=9, preserve_color="luminance")
     line = summary(settings_record(config, inputs, run={"iterations": 4, "interrupted": True}))
     assert "\n" not in line
-    for part in ("content photo.jpg", "style 1 starry.png", "size 64", "iterations 9", "seed 0",
-                 "preserve_color luminance", "stopped after 4 iterations"):
+    for part in (
+        "content photo.jpg",
+        "style 1 starry.png",
+        "size 64",
+        "iterations 9",
+        "seed 0",
+        "preserve_color luminance",
+        "stopped after 4 iterations",
+    ):
         assert part in line
     assert "style_weight" not in line  # options at their defaults are left out
 
@@ -103,6 +115,7 @@ def test_unreadable_files_give_one_line(tmp_path, content, needle):
 
 def test_damaged_record_is_reported(tmp_path):
     from PIL import PngImagePlugin
+
     info = PngImagePlugin.PngInfo()
     info.add_itxt(KEY, "{not json")
     pattern(8, 8, 0).save(tmp_path / "bad.png", pnginfo=info)

@@ -22,8 +22,7 @@ pytestmark = pytest.mark.weights
 # 32 px and 20 steps: a second or less a run, yet every method moves some pixels by many levels.
 # One thread on the CPU: the same sums in the same order in every run, on every machine, so
 # "unchanged" can be checked tightly.
-BASE = ["--size", "32", "--iterations", "20", "--scales", "1", "--device", "cpu", "--threads", "1",
-        "-q"]
+BASE = ["--size", "32", "--iterations", "20", "--scales", "1", "--device", "cpu", "--threads", "1", "-q"]
 SIZE = (32, 21)  # the output of the 48x32 content at --size 32
 LEVEL = 1 / 255  # one step of an 8-bit channel
 
@@ -58,8 +57,7 @@ def paint(files):
         key = (styles, flags)
         if key not in cache:
             out = files / f"out{len(cache)}.png"
-            argv = [str(files / "content.png"), *(str(files / s) for s in styles), "-o", str(out),
-                    *BASE, *flags]
+            argv = [str(files / "content.png"), *(str(files / s) for s in styles), "-o", str(out), *BASE, *flags]
             assert main(argv) == 0, argv
             cache[key] = pil_to_tensor(read_image(out))
         return cache[key]
@@ -105,9 +103,11 @@ def only_changed(paint, out, plain, content, style):
 
 def same_as(*flags):
     """The switch spells out (or reduces to) these flags: the same picture, and not the plain one."""
+
     def check(paint, out, plain, content, style):
         changed(out, plain)
         unchanged(out, paint(*flags))
+
     return check
 
 
@@ -171,14 +171,12 @@ FLAGS = [
     (["--activation-shift", "-1"], only_changed),
     (["--correlation-chain"], only_changed),
     (["--style-layer-weights", "0.5", "0.2", "0.1", "0.1", "0.1"], only_changed),
-    (["--content-layers", "relu3_2", "relu4_2", "--style-layers", "relu1_1", "relu3_1"],
-     only_changed),
+    (["--content-layers", "relu3_2", "relu4_2", "--style-layers", "relu1_1", "relu3_1"], only_changed),
     (["--pooling", "avg"], only_changed),
     (["--style-scale", "0.5"], only_changed),
     ([*SHALLOW, "--scales", "2", "--min-size", "16"], paints_coarse_to_fine),
     (["--preserve-color", "luminance"], keeps_the_content_chroma),
-    (["--optimizer", "adam", "--learning-rate", "0.04", "--iterations", "1"],
-     first_adam_step_is_the_learning_rate),
+    (["--optimizer", "adam", "--learning-rate", "0.04", "--iterations", "1"], first_adam_step_is_the_learning_rate),
     (["--init", "noise", "--seed", "5"], starts_from_noise),
     (["--init", "style"], starts_from_the_style),
     (["--tolerance", "1", "--iterations", "40"], stops_after_eleven_steps),
@@ -221,8 +219,7 @@ def test_style_weights_pull_toward_the_heavier_style(paint):
 def test_each_style_mask_paints_its_half_in_its_style(paint, files):
     """left.png limits style.png to the left half, right.png style2.png to the right half."""
     alone = [paint(styles=("style.png",)), paint(styles=("style2.png",))]
-    out = paint("--style-masks", str(files / "left.png"), str(files / "right.png"),
-                styles=("style.png", "style2.png"))
+    out = paint("--style-masks", str(files / "left.png"), str(files / "right.png"), styles=("style.png", "style2.png"))
     halves = slice(0, 14), slice(18, 32)  # columns, less a margin either side of the seam
     for half, own, other in zip(halves, alone, reversed(alone)):
         assert distance(out[..., half], own[..., half]) < 0.7 * distance(out[..., half], other[..., half])
@@ -248,8 +245,15 @@ def test_masked_regions_keep_the_content(real_net):
     content = EXAMPLES / "chelsea.png"
     mask = PIL.Image.new("L", (451, 300), 0)
     mask.paste(255, (0, 0, 225, 300))
-    result = stylize(content, [EXAMPLES / "starry_night_van_gogh.jpg"], masks=[mask], network=real_net,
-                     size=96, iterations=30, scales=1).tensor
+    result = stylize(
+        content,
+        [EXAMPLES / "starry_night_van_gogh.jpg"],
+        masks=[mask],
+        network=real_net,
+        size=96,
+        iterations=30,
+        scales=1,
+    ).tensor
     original = pil_to_tensor(resize_to(read_image(content), (96, 64)))
     change = (result - original).abs().mean(dim=(0, 1))
     white, black = change[:, :40].mean(), change[:, 56:].mean()

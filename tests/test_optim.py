@@ -76,8 +76,15 @@ def test_lbfgs_needs_fewer_evaluations_than_torch_strong_wolfe() -> None:
     last(lbfgs(ours, torch.zeros(N, dtype=torch.float64), steps=200))
 
     x = torch.zeros(N, dtype=torch.float64, requires_grad=True)
-    optimizer = torch.optim.LBFGS([x], lr=1, max_iter=500, history_size=20, tolerance_grad=1e-12,
-                                  tolerance_change=1e-15, line_search_fn="strong_wolfe")
+    optimizer = torch.optim.LBFGS(
+        [x],
+        lr=1,
+        max_iter=500,
+        history_size=20,
+        tolerance_grad=1e-12,
+        tolerance_change=1e-15,
+        line_search_fn="strong_wolfe",
+    )
     theirs = Counted(evaluate, solution)
 
     def closure() -> torch.Tensor:

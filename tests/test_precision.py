@@ -74,8 +74,9 @@ def test_auto_never_picks_bf16_where_the_cpu_emulates_it(ratio):
     assert measure.calls == []
 
 
-@pytest.mark.parametrize("ratio,expected", [(0.5, "bf16"), (0.85, "bf16"), (0.95, "fp32"), (1.0, "fp32"),
-                                            (1.6, "fp32")])
+@pytest.mark.parametrize(
+    "ratio,expected", [(0.5, "bf16"), (0.85, "bf16"), (0.95, "fp32"), (1.0, "fp32"), (1.6, "fp32")]
+)
 def test_auto_picks_bf16_where_native_only_if_measured_faster_by_the_margin(ratio, expected):
     measure = FakeMeasure(ratio)
     chosen = resolve_precision("auto", CPU, measure=measure, native=True)
@@ -161,8 +162,7 @@ def test_bad_choices_name_the_parameter_and_the_valid_ones():
     assert resolve_precision("auto", torch.device("mps")).name == "fp32"
 
 
-@pytest.mark.parametrize("capability,expected", [((9, 0), "bf16"), ((8, 6), "bf16"), ((7, 5), "fp16"),
-                                                 ((6, 1), None)])
+@pytest.mark.parametrize("capability,expected", [((9, 0), "bf16"), ((8, 6), "bf16"), ((7, 5), "fp16"), ((6, 1), None)])
 def test_on_cuda_the_candidate_follows_the_tensor_cores(monkeypatch, capability, expected):
     """No GPU needed: the decision reads only the compute capability."""
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
@@ -219,8 +219,10 @@ def test_passes_on_two_threads_do_not_see_each_others_precision(tiny_net):
         go.wait()
         results[name] = [tiny_net(x, ["relu5_1"], dtype=dtype)["relu5_1"] for _ in range(20)]
 
-    threads = [threading.Thread(target=work, args=("fp32", None)),
-               threading.Thread(target=work, args=("bf16", torch.bfloat16))]
+    threads = [
+        threading.Thread(target=work, args=("fp32", None)),
+        threading.Thread(target=work, args=("bf16", torch.bfloat16)),
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -375,6 +377,7 @@ def test_tiled_bf16_evaluation_equals_untiled(tiny_net, tensors):
     """Tiles add up in low precision too, to its rounding."""
     _, style = tensors
     from impasto.tiling import windows
+
     image = to_tensor(pattern(96, 64, 3))
     layers = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
     representation = StyleRepresentation(layers)
@@ -382,8 +385,7 @@ def test_tiled_bf16_evaluation_equals_untiled(tiny_net, tensors):
     targets = painter.targets(96)
 
     def terms():
-        return [StyleLoss(representation, targets, [1.0], [None], (64, 96), 1e3),
-                TotalVariation(1.0)]
+        return [StyleLoss(representation, targets, [1.0], [None], (64, 96), 1e3), TotalVariation(1.0)]
 
     whole = Objective(tiny_net, terms(), dtype=torch.bfloat16)(image)
     cut = windows(64, 96, 32, tiny_net.halo(layers), 16)
@@ -403,17 +405,28 @@ def _real_objective(net, content, style, dtype):
     height, width = content.shape[-2:]
     with torch.no_grad():
         targets = net(content, config.content_layers, dtype=dtype)
-    terms = [ContentLoss(targets, config.content_weight),
-             StyleLoss(painter.representation, painter.targets(max(height, width)), [1.0], [None], (height, width),
-                       config.style_weight),
-             TotalVariation(config.tv_weight)]
+    terms = [
+        ContentLoss(targets, config.content_weight),
+        StyleLoss(
+            painter.representation,
+            painter.targets(max(height, width)),
+            [1.0],
+            [None],
+            (height, width),
+            config.style_weight,
+        ),
+        TotalVariation(config.tv_weight),
+    ]
     return Objective(net, terms, dtype=dtype)
 
 
 def _examples(longest):
     from impasto.images import pil_to_tensor, read_image, resize_longest
-    return [pil_to_tensor(resize_longest(read_image(EXAMPLES / name), longest))
-            for name in ("chelsea.png", "starry_night_van_gogh.jpg")]
+
+    return [
+        pil_to_tensor(resize_longest(read_image(EXAMPLES / name), longest))
+        for name in ("chelsea.png", "starry_night_van_gogh.jpg")
+    ]
 
 
 @pytest.mark.weights
@@ -452,8 +465,10 @@ def test_lbfgs_curvature_pairs_stay_sane_in_bf16(real_net):
         assert len(accepted) == 25, "L-BFGS stalled"
         losses = [float(loss) for _, (loss, _) in accepted]
         assert all(b <= a for a, b in zip(losses, losses[1:]))
-        curvatures = [torch.dot((g1 - g0).flatten(), (x1 - x0).flatten())
-                      for (x0, (_, g0)), (x1, (_, g1)) in zip(accepted, accepted[1:])]
+        curvatures = [
+            torch.dot((g1 - g0).flatten(), (x1 - x0).flatten())
+            for (x0, (_, g0)), (x1, (_, g1)) in zip(accepted, accepted[1:])
+        ]
         assert sum(c > 0 for c in curvatures) >= 0.9 * len(curvatures)
         final[dtype] = exact(accepted[-1][0].clamp(0, 1)).terms["total"]
     assert final[torch.bfloat16] <= 1.05 * final[None]
@@ -463,8 +478,10 @@ def test_lbfgs_curvature_pairs_stay_sane_in_bf16(real_net):
 def test_bf16_run_on_vgg19_paints_like_fp32(real_net):
     content, style = _examples(64)
     config = StyleConfig(size=64, iterations=12, scales=1)
-    runs = {name: stylize(content, style, network=real_net, config=config.replace(precision=name))
-            for name in ("fp32", "bf16")}
+    runs = {
+        name: stylize(content, style, network=real_net, config=config.replace(precision=name))
+        for name in ("fp32", "bf16")
+    }
     judge = _real_objective(real_net, content, style, None)
     j = {name: judge(r.tensor).terms["total"] for name, r in runs.items()}
     assert j["bf16"] <= 1.05 * j["fp32"]

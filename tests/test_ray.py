@@ -47,6 +47,7 @@ def jobs(tmp_path):
     def make(folder):
         contents = [tmp_path / n for n in ("cat.png", "dog.png", "owl.png")]
         return cross_jobs(contents, [tmp_path / "stripes.png", tmp_path / "blobs.png"], tmp_path / folder, CONFIG)
+
     return make
 
 
@@ -54,6 +55,7 @@ def paint_here(jobs):
     """The same jobs with the local executor in this process, on one thread like each Ray worker,
     on a network it loads as each worker does."""
     import torch
+
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:

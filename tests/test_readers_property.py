@@ -29,8 +29,9 @@ from conftest import EXAMPLES
 
 # The same examples on every run and machine (derandomize), and no example database in the
 # repository; longer runs with more examples found the Keras bugs these files now guard against.
-FUZZ = settings(max_examples=60, deadline=None, derandomize=True, database=None,
-                suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(
+    max_examples=60, deadline=None, derandomize=True, database=None, suppress_health_check=[HealthCheck.too_slow]
+)
 
 
 # --- seeds: small valid files of each kind ------------------------------------------------------

@@ -42,6 +42,7 @@ def pixels(path):
 def threads():
     """The command sets torch's thread count (--threads, or the recorded one): restore it after."""
     import torch
+
     before = torch.get_num_threads()
     yield
     torch.set_num_threads(before)
@@ -61,8 +62,13 @@ def inputs(tmp_path):
 
 @pytest.mark.parametrize("name", ["out.jpg", "out.jpeg", "out.webp", "out.tif", "out.png"])
 def test_every_format_but_bmp_carries_the_record(tmp_path, inputs, name):
-    record = settings_record(StyleConfig(size=64, seed=3), {"content image": inputs[0], "style image 1": inputs[1]},
-                             "cd" * 32, device="cpu", run={"iterations": 2, "interrupted": False, "threads": 1})
+    record = settings_record(
+        StyleConfig(size=64, seed=3),
+        {"content image": inputs[0], "style image 1": inputs[1]},
+        "cd" * 32,
+        device="cpu",
+        run={"iterations": 2, "interrupted": False, "threads": 1},
+    )
     picture = pattern(30, 20, 4)
     out = save_with_settings(picture, tmp_path / name, record)
     assert read_settings(out) == record
@@ -77,14 +83,24 @@ def test_the_settings_hash_covers_what_is_painted_only(inputs):
     roles = {"content image": inputs[0], "style image 1": inputs[1]}
     base = settings_record(StyleConfig(size=64, style_weight=30.0), roles, "ab" * 32)
     assert base[HASH_KEY] == settings_hash(base)
-    same = [settings_record(StyleConfig(size=64, style_weight=30.0, threads=3, device="cpu", tile=128,
-                                        winograd=False), roles, "ab" * 32, device="cuda", run={"iterations": 1}),
-            settings_record(StyleConfig(size=64, style_weight=30), roles, "ab" * 32)]  # 30 == 30.0
+    same = [
+        settings_record(
+            StyleConfig(size=64, style_weight=30.0, threads=3, device="cpu", tile=128, winograd=False),
+            roles,
+            "ab" * 32,
+            device="cuda",
+            run={"iterations": 1},
+        ),
+        settings_record(StyleConfig(size=64, style_weight=30), roles, "ab" * 32),
+    ]  # 30 == 30.0
     assert {r[HASH_KEY] for r in same} == {base[HASH_KEY]}
-    other = [settings_record(StyleConfig(size=65, style_weight=30.0), roles, "ab" * 32),
-             settings_record(StyleConfig(size=64, style_weight=30.0), roles, "ef" * 32),
-             settings_record(StyleConfig(size=64, style_weight=30.0),
-                             {"content image": inputs[1], "style image 1": inputs[1]}, "ab" * 32)]
+    other = [
+        settings_record(StyleConfig(size=65, style_weight=30.0), roles, "ab" * 32),
+        settings_record(StyleConfig(size=64, style_weight=30.0), roles, "ef" * 32),
+        settings_record(
+            StyleConfig(size=64, style_weight=30.0), {"content image": inputs[1], "style image 1": inputs[1]}, "ab" * 32
+        ),
+    ]
     assert base[HASH_KEY] not in {r[HASH_KEY] for r in other}
 
 
@@ -119,11 +135,11 @@ def test_the_still_command_writes_its_settings_unless_asked_not_to(capsys, tmp_p
 def test_reproduce_is_bit_identical_and_finds_moved_inputs_by_hash(capsys, tmp_path, inputs, threads):
     content, style = inputs
     made = tmp_path / "made.png"
-    code, _, err = run_main(capsys, content, style, "-o", made, "--init", "noise", "--seed", "7", "--threads", "1",
-                            *FAST)
+    code, _, err = run_main(
+        capsys, content, style, "-o", made, "--init", "noise", "--seed", "7", "--threads", "1", *FAST
+    )
     assert code == 0, err
-    code, _, err = run_main(capsys, "reproduce", made, "-o", tmp_path / "again.png", "--search", content.parent,
-                            "-q")
+    code, _, err = run_main(capsys, "reproduce", made, "-o", tmp_path / "again.png", "--search", content.parent, "-q")
     assert code == 0, err
     assert "warning" not in err
     assert np.array_equal(pixels(made), pixels(tmp_path / "again.png"))
@@ -133,8 +149,9 @@ def test_reproduce_is_bit_identical_and_finds_moved_inputs_by_hash(capsys, tmp_p
     moved.mkdir(parents=True)
     shutil.move(content, moved / "renamed-photo.png")
     shutil.move(style, moved / "renamed-art.png")
-    code, _, err = run_main(capsys, "reproduce", made, "-o", tmp_path / "third.png", "--search",
-                            tmp_path / "elsewhere", "-q")
+    code, _, err = run_main(
+        capsys, "reproduce", made, "-o", tmp_path / "third.png", "--search", tmp_path / "elsewhere", "-q"
+    )
     assert code == 0, err
     assert np.array_equal(pixels(made), pixels(tmp_path / "third.png"))
     code, _, err = run_main(capsys, "reproduce", made, "-o", tmp_path / "fourth.png", "-q")

@@ -18,8 +18,9 @@ from conftest import pattern, stripes
 GATYS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 
 
-@pytest.mark.parametrize("height, width, tile, align", [(203, 259, 64, 16), (97, 33, 32, 8), (16, 300, 64, 16),
-                                                        (1000, 17, 128, 32)])
+@pytest.mark.parametrize(
+    "height, width, tile, align", [(203, 259, 64, 16), (97, 33, 32, 8), (16, 300, 64, 16), (1000, 17, 128, 32)]
+)
 def test_tiles_cover_every_position_once(height, width, tile, align):
     cut = windows(height, width, tile, halo=40, align=align)
     for stride in (1, 2, 4, align):
@@ -46,8 +47,10 @@ def test_halo_is_what_the_deepest_layer_needs(tiny_net):
         inner = (96, 96, 112, 128)
         w = Window(inner[0] - halo, inner[1] - halo, inner[2] + halo, inner[3] + halo, inner)
         part = tiny_net(w.pixels(image), layers)
-        same = all(torch.allclose(w.interior(part[n], layer_stride(n)), w.crop(whole[n], layer_stride(n)), atol=1e-5)
-                   for n in layers)
+        same = all(
+            torch.allclose(w.interior(part[n], layer_stride(n)), w.crop(whole[n], layer_stride(n)), atol=1e-5)
+            for n in layers
+        )
         assert same == equal, halo
 
 
@@ -65,8 +68,11 @@ def objective_terms(net, rep, size, masks, content_layers=("relu4_2",)):
     styles = [torch.rand(1, 3, 90, 110), torch.rand(1, 3, 70, 70)][: len(masks)]
     with torch.no_grad():
         targets = net(content, content_layers)
-    return [ContentLoss(targets, 1.0), StyleLoss(rep, [grams(net, rep, s) for s in styles], [1.0, 2.0][: len(masks)],
-                                                 masks, size, 50.0), TotalVariation(0.1)]
+    return [
+        ContentLoss(targets, 1.0),
+        StyleLoss(rep, [grams(net, rep, s) for s in styles], [1.0, 2.0][: len(masks)], masks, size, 50.0),
+        TotalVariation(0.1),
+    ]
 
 
 def assert_tiled_equals_whole(net, terms, image, tile):
@@ -83,7 +89,7 @@ def assert_tiled_equals_whole(net, terms, image, tile):
 def half_mask(height, width):
     mask = torch.zeros(1, 1, height, width)
     mask[..., :, : width // 3] = 1
-    mask[..., height // 2:, :] = 1
+    mask[..., height // 2 :, :] = 1
     return mask
 
 
@@ -91,10 +97,19 @@ def half_mask(height, width):
 def test_tiled_loss_and_gradient_equal_untiled(tiny_net, case):
     height, width = 203, 259
     layers = tuple("relu" + n[4:] for n in tiny_net.conv_layers) if case == "all_layers_geometric" else GATYS
-    rep = StyleRepresentation(layers, shift=-1.0 if case != "plain" else 0.0, chain=case == "chain_shift",
-                              weighting="geometric" if case == "all_layers_geometric" else "uniform")
-    masks = {"plain": [None], "masks": [half_mask(height, width)], "two_styles": [half_mask(height, width), None],
-             "chain_shift": [None, half_mask(height, width)], "all_layers_geometric": [None]}[case]
+    rep = StyleRepresentation(
+        layers,
+        shift=-1.0 if case != "plain" else 0.0,
+        chain=case == "chain_shift",
+        weighting="geometric" if case == "all_layers_geometric" else "uniform",
+    )
+    masks = {
+        "plain": [None],
+        "masks": [half_mask(height, width)],
+        "two_styles": [half_mask(height, width), None],
+        "chain_shift": [None, half_mask(height, width)],
+        "all_layers_geometric": [None],
+    }[case]
     terms = objective_terms(tiny_net, rep, (height, width), masks)
     assert_tiled_equals_whole(tiny_net, terms, torch.rand(1, 3, height, width), tile=64)
 
@@ -137,8 +152,15 @@ def test_two_styles_with_masks_tile_the_same(tiny_net, tmp_path):
     content, styles = pattern(150, 211, 2), [stripes(60, 60), pattern(50, 70, 4)]
     mask = torch.zeros(1, 1, 211, 150)
     mask[..., :100, :] = 1
-    common = dict(network=tiny_net, size=211, iterations=5, scales=1, style_weight=3e3,
-                  masks=[mask, 1 - mask], style_blend=(1.0, 2.0))
+    common = dict(
+        network=tiny_net,
+        size=211,
+        iterations=5,
+        scales=1,
+        style_weight=3e3,
+        masks=[mask, 1 - mask],
+        style_blend=(1.0, 2.0),
+    )
     tiled = stylize(content, styles, tile=64, **common)
     whole = stylize(content, styles, tile="off", **common)
     assert (tiled.tensor - whole.tensor).abs().mean() < 1 / 255
@@ -146,22 +168,34 @@ def test_two_styles_with_masks_tile_the_same(tiny_net, tmp_path):
 
 def test_coarse_to_fine_tiles_only_the_scales_that_do_not_fit(tiny_net, monkeypatch):
     import impasto.memory as memory
+
     content, style = pattern(512, 320, 1), stripes(60, 60)
     # A budget between what the 256 px and the 512 px scales need untiled.
     small = memory.estimate_bytes(tiny_net, 256, 160, "relu5_1", content_layers=("relu4_2",))
-    large = memory.estimate_bytes(tiny_net, 512, 320, "relu5_1", content_layers=("relu4_2",),
-                                  history=memory.MIN_HISTORY)  # untiled even with the shortest history
+    large = memory.estimate_bytes(
+        tiny_net, 512, 320, "relu5_1", content_layers=("relu4_2",), history=memory.MIN_HISTORY
+    )  # untiled even with the shortest history
     layers = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1", "relu4_2")
     least = memory.least_bytes(memory.Need(tiny_net, layers, ("relu4_2",), torch.device("cpu")), 512, 320)
     assert small < least < large
     tiles = {}
-    stylize(content, style, network=tiny_net, size=512, scales=2, min_size=64, iterations=4,
-            max_memory=max((small + large) // 2, least + 2**20), callback=lambda p: tiles.__setitem__(p.size, p.tiles))
+    stylize(
+        content,
+        style,
+        network=tiny_net,
+        size=512,
+        scales=2,
+        min_size=64,
+        iterations=4,
+        max_memory=max((small + large) // 2, least + 2**20),
+        callback=lambda p: tiles.__setitem__(p.size, p.tiles),
+    )
     assert tiles[(256, 160)] == 1 and tiles[(512, 320)] > 1
 
 
 def test_a_stop_between_tiles_abandons_the_evaluation(tiny_net):
     import threading
+
     stop = threading.Event()
     terms = [TotalVariation(1.0), ContentLoss(tiny_net(torch.rand(1, 3, 160, 160), ["relu2_1"]), 1.0)]
     cut = windows(160, 160, 32, tiny_net.halo(["relu2_1"]), 2)
@@ -199,6 +233,7 @@ def test_memory_plan_tiles_only_what_does_not_fit(real_net):
 
 def test_config_checks_tile_and_memory():
     from impasto.errors import ImpastoError
+
     assert StyleConfig(tile=512).tile == 512 and StyleConfig(tile="off").tile == "off"
     for bad in ("huge", 8, True, 2.5):
         with pytest.raises(ImpastoError, match="tile"):

@@ -75,14 +75,22 @@ def test_coarse_to_fine_schedule():
 
 def test_coarse_to_fine_run_reports_each_scale(tiny_net, images):
     scales = []
-    stylize(*images, network=tiny_net, size=64, scales=2, min_size=32, iterations=6,
-            callback=lambda p: scales.append((p.scale, p.size)))
+    stylize(
+        *images,
+        network=tiny_net,
+        size=64,
+        scales=2,
+        min_size=32,
+        iterations=6,
+        callback=lambda p: scales.append((p.scale, p.size)),
+    )
     assert scales[0] == (1, (32, 21)) and scales[-1] == (2, (64, 43))
 
 
 def test_all_conv_layers_mode_uses_every_conv(tiny_net):
     assert len(style_layers_for(StyleConfig(all_conv_layers=True), tiny_net)) == 16
     from impasto.vgg import VGG
+
     assert len(style_layers_for(StyleConfig(all_conv_layers=True), VGG.random("vgg16"))) == 13
 
 
@@ -174,16 +182,19 @@ def test_device_selection(monkeypatch):
     assert resolve_device("cuda").type == "cuda"
 
 
-@pytest.mark.parametrize("option, value, message", [
-    ("content_weight", float("nan"), "finite"),
-    ("style_weight", -1.0, "at least 0"),
-    ("size", 0, "between 1"),
-    ("size", 100000, "between 1"),
-    ("iterations", -3, "at least 0"),
-    ("optimizer", "sgd", "lbfgs, adam"),
-    ("style_layers", ("relu9_1",), "unknown layer"),
-    ("content_layers", ("rleu4_2",), "did you mean relu4_2"),
-])
+@pytest.mark.parametrize(
+    "option, value, message",
+    [
+        ("content_weight", float("nan"), "finite"),
+        ("style_weight", -1.0, "at least 0"),
+        ("size", 0, "between 1"),
+        ("size", 100000, "between 1"),
+        ("iterations", -3, "at least 0"),
+        ("optimizer", "sgd", "lbfgs, adam"),
+        ("style_layers", ("relu9_1",), "unknown layer"),
+        ("content_layers", ("rleu4_2",), "did you mean relu4_2"),
+    ],
+)
 def test_bad_options_are_one_line_errors(tiny_net, images, option, value, message):
     with pytest.raises(ImpastoError, match=message) as info:
         stylize(*images, network=tiny_net, **{**FAST, option: value})
@@ -192,9 +203,11 @@ def test_bad_options_are_one_line_errors(tiny_net, images, option, value, messag
 
 def test_too_large_a_size_stops_before_allocating(tiny_net, images, monkeypatch):
     import impasto.memory as memory
+
     monkeypatch.setattr(memory, "available_bytes", lambda device: 2 * 2**30)
-    with pytest.raises(ImpastoError,
-                       match=r"needs about .* GB of memory even in tiles .* use size \d+ or less") as info:
+    with pytest.raises(
+        ImpastoError, match=r"needs about .* GB of memory even in tiles .* use size \d+ or less"
+    ) as info:
         stylize(*images, network=tiny_net, size=8000, iterations=1, scales=1)
     fits = int(str(info.value).split("use size ")[1].split()[0])
     assert 100 < fits < 8000
@@ -210,6 +223,7 @@ def test_too_large_a_size_stops_before_allocating(tiny_net, images, monkeypatch)
 @pytest.mark.weights
 def test_memory_estimate_grows_with_pixels(real_net):
     from impasto.memory import estimate_bytes
+
     small, large = (estimate_bytes(real_net, s, s, "relu5_1") for s in (512, 1024))
     # Measured here (scripts/benchmark.py): a 1024x683 command peaks at 2.9-3.2 GB.
     assert 3.2 * 2**30 < estimate_bytes(real_net, 1024, 683, "relu5_1") < 4.5 * 2**30
@@ -247,8 +261,10 @@ def test_freed_memory_is_reused_without_page_faults():
     """
     import subprocess
     import sys
-    out = subprocess.run([sys.executable, "-c", FREED_MEMORY_PROBE], capture_output=True, text=True,
-                         check=True).stdout.split()
+
+    out = subprocess.run(
+        [sys.executable, "-c", FREED_MEMORY_PROBE], capture_output=True, text=True, check=True
+    ).stdout.split()
     if out == ["skip"]:
         pytest.skip("the C library is not glibc")
     faults = list(map(int, out))

@@ -26,8 +26,9 @@ def test_forward_returns_named_layers_with_expected_shapes(tiny_net):
 
 def test_forward_stops_at_the_deepest_layer_asked_for(tiny_net):
     called = []
-    hooks = [conv.register_forward_hook(lambda m, i, o, n=name: called.append(n))
-             for name, conv in tiny_net.convs.items()]
+    hooks = [
+        conv.register_forward_hook(lambda m, i, o, n=name: called.append(n)) for name, conv in tiny_net.convs.items()
+    ]
     try:
         tiny_net(torch.rand(1, 3, 16, 16), ["relu2_1"])
     finally:
@@ -46,8 +47,11 @@ def test_weights_are_frozen(tiny_net):
 
 
 def test_caffe_preprocessing_maps_the_mean_colour_to_zero():
-    convs = {f"conv{b}_{i}": (torch.zeros(2, 3 if (b, i) == (1, 1) else 2, 3, 3), torch.zeros(2))
-             for b, n in zip(range(1, 6), (2, 2, 4, 4, 4)) for i in range(1, n + 1)}
+    convs = {
+        f"conv{b}_{i}": (torch.zeros(2, 3 if (b, i) == (1, 1) else 2, 3, 3), torch.zeros(2))
+        for b, n in zip(range(1, 6), (2, 2, 4, 4, 4))
+        for i in range(1, n + 1)
+    }
     net = VGG(VGGWeights("vgg19", convs, "caffe", "test"))
     mean_rgb = torch.tensor([123.68, 116.779, 103.939]).view(1, 3, 1, 1) / 255
     assert net.preprocess(mean_rgb).abs().max() < 1e-4

@@ -56,8 +56,9 @@ def _add_tone(path, fps):
             out.mux(stream.encode(frame))
         out.mux(stream.encode())
         t = np.arange(44100) / 44100
-        tone = av.AudioFrame.from_ndarray((0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)[None],
-                                          format="fltp", layout="mono")
+        tone = av.AudioFrame.from_ndarray(
+            (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)[None], format="fltp", layout="mono"
+        )
         tone.sample_rate, tone.pts = 44100, 0
         out.mux(audio.encode(tone))
         out.mux(audio.encode())
@@ -109,13 +110,16 @@ def _empty(tmp_path):
     return tmp_path / "in"
 
 
-@pytest.mark.parametrize("make, output, match", [
-    (_not_a_video, "out.mp4", "is not a video PyAV can read"),
-    (_empty, "out", "has no frames"),
-    (_different_sizes, "out", "frames differ in size: f1.png is 48x32 but f3.png is 30x20"),
-    (lambda p: make_clip(p / "in"), "out.png", "is an image; give a folder or a video file"),
-    (lambda p: make_clip(p / "in"), "out.mp4", "PyAV cannot write h264_nvenc video"),
-])
+@pytest.mark.parametrize(
+    "make, output, match",
+    [
+        (_not_a_video, "out.mp4", "is not a video PyAV can read"),
+        (_empty, "out", "has no frames"),
+        (_different_sizes, "out", "frames differ in size: f1.png is 48x32 but f3.png is 30x20"),
+        (lambda p: make_clip(p / "in"), "out.png", "is an image; give a folder or a video file"),
+        (lambda p: make_clip(p / "in"), "out.mp4", "PyAV cannot write h264_nvenc video"),
+    ],
+)
 def test_bad_input_is_one_line_and_exit_2_before_any_work(tmp_path, capsys, monkeypatch, make, output, match):
     monkeypatch.setitem(clip_module.VIDEO_CODECS, ".mp4", "h264_nvenc")  # there is no GPU to encode on
     source = make(tmp_path)
@@ -186,7 +190,22 @@ def test_still_options_masks_and_long_term_apply_to_a_clip(tmp_path):
     mask = tmp_path / "mask.png"
     pattern(48, 32, 7).convert("L").save(mask)
     masks = make_clip(tmp_path / "masks")  # a folder of per-frame masks (colour images become luminance)
-    argv = [tmp_path / "in", STYLE, STYLE, "-o", tmp_path / "out", "--style-masks", mask, masks, "--improved",
-            "--preserve-color", "luminance", "--long-term", "1", "2", *FAST]
+    argv = [
+        tmp_path / "in",
+        STYLE,
+        STYLE,
+        "-o",
+        tmp_path / "out",
+        "--style-masks",
+        mask,
+        masks,
+        "--improved",
+        "--preserve-color",
+        "luminance",
+        "--long-term",
+        "1",
+        "2",
+        *FAST,
+    ]
     assert video(argv) == 0
     assert len(list((tmp_path / "out").glob("*.png"))) == 4

@@ -14,8 +14,8 @@ def shifted(dx: int, dy: int = 0, size=(64, 48)) -> tuple[torch.Tensor, torch.Te
     """Two frames of one texture, the second moved right by dx and down by dy whole pixels."""
     width, height = size
     big = to_tensor(pattern(width + 20, height + 20, 3))
-    before = big[..., 10:10 + height, 10:10 + width]
-    after = big[..., 10 - dy:10 - dy + height, 10 - dx:10 - dx + width]
+    before = big[..., 10 : 10 + height, 10 : 10 + width]
+    after = big[..., 10 - dy : 10 - dy + height, 10 - dx : 10 - dx + width]
     return before, after
 
 
@@ -68,15 +68,15 @@ def test_resized_flow_scales_its_vectors():
 def moving_square(step: int = 4):
     """A square moving right by `step` over a still background: exact flows both ways."""
     backward, forward = torch.zeros(1, 2, 48, 64), torch.zeros(1, 2, 48, 64)
-    backward[:, 0, 16:32, 24 + step:40 + step] = -step   # frame 1: the square's new place
-    forward[:, 0, 16:32, 24:40] = step                   # frame 0: its old place
+    backward[:, 0, 16:32, 24 + step : 40 + step] = -step  # frame 1: the square's new place
+    forward[:, 0, 16:32, 24:40] = step  # frame 0: its old place
     return backward, forward
 
 
 def test_the_uncovered_background_is_occluded_and_the_rest_is_not():
     backward, forward = moving_square(4)
     lost = occluded(backward, forward)[0, 0]
-    assert lost[16:32, 24:28].all()          # background the square uncovered: not in frame 0
+    assert lost[16:32, 24:28].all()  # background the square uncovered: not in frame 0
     lost[16:32, 24:28] = False
     assert not lost.any()
 
@@ -92,14 +92,14 @@ def test_reliability_is_zero_at_occlusions_and_boundaries_one_elsewhere():
     backward, forward = moving_square(4)
     weights = reliability(backward, forward)
     assert weights.min() >= 0 and weights.max() <= 1
-    assert weights[0, 0, 16:32, 24:28].max() == 0           # uncovered
-    assert weights[0, 0, 19:29, 31:40].min() > 0.99          # inside the moving square
-    assert weights[0, 0, :10].min() > 0.99                   # still background
+    assert weights[0, 0, 16:32, 24:28].max() == 0  # uncovered
+    assert weights[0, 0, 19:29, 31:40].min() > 0.99  # inside the moving square
+    assert weights[0, 0, :10].min() > 0.99  # still background
     assert reliability(*moving_square(4), sigma=0)[0, 0, 16:32, 28].max() == 0  # its edge
 
 
 def test_reliability_of_a_real_shift_leaves_out_only_the_new_strip():
     before, after = shifted(3)
     weights = reliability(optical_flow(after, before), optical_flow(before, after))[0, 0]
-    assert weights[:, :3].mean() < 0.1           # came in from outside the frame
+    assert weights[:, :3].mean() < 0.1  # came in from outside the frame
     assert weights[4:-4, 6:-4].mean() > 0.95

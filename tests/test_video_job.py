@@ -136,13 +136,14 @@ def test_long_term_holds_a_frame_to_several_earlier_ones(clip, style, tiny_net):
     term, start = job.temporal_term(frames[2], [(frames[1], frames[1]), (frames[0], frames[0])])
     assert len(term.constraints) == 2
     near, far = (c.weights for c in term.constraints)
-    assert (near + far).max() <= 1 + 1e-6         # closest first: the far frame only where the near is not
-    assert far[..., :, 3:].mean() < 0.02          # mostly seen in the previous frame already
+    assert (near + far).max() <= 1 + 1e-6  # closest first: the far frame only where the near is not
+    assert far[..., :, 3:].mean() < 0.02  # mostly seen in the previous frame already
     assert term.loss(warp(frames[1], term.constraints[0].flow)).item() < term.loss(frames[0]).item()
 
 
 def test_per_frame_masks_and_colour_preservation_run(clip, style, tiny_net, tmp_path):
     from impasto.color import rgb_to_yiq
+
     masks = []
     for i in range(clip.count):
         path = tmp_path / f"m{i}.png"
@@ -167,11 +168,14 @@ def test_a_mask_folder_needs_one_mask_per_frame(clip, style, tiny_net, tmp_path)
         ClipJob(clip, [style], masks=[[tmp_path / "a.png", tmp_path / "b.png"]], config=FAST, network=tiny_net)
 
 
-@pytest.mark.parametrize("bad, match", [
-    (dict(temporal_weight=-1.0), "temporal_weight must be"),
-    (dict(long_term=(10, 20)), "including 1"),
-    (dict(later_iterations=-2), "later_iterations must be"),
-])
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        (dict(temporal_weight=-1.0), "temporal_weight must be"),
+        (dict(long_term=(10, 20)), "including 1"),
+        (dict(later_iterations=-2), "later_iterations must be"),
+    ],
+)
 def test_bad_video_options_name_the_option(bad, match):
     with pytest.raises(ImpastoError, match=match):
         VideoConfig(**bad)
@@ -190,6 +194,7 @@ def test_with_the_real_network_a_clip_flickers_less_and_stays_as_painted(real_ne
     from impasto.video.report import clip_report
 
     from conftest import EXAMPLES
+
     clip = open_clip(make_clip(tmp_path / "in", frames=3, step=3, size=(64, 48), seed=5))
     style = pil_to_tensor(read_image(EXAMPLES / "starry_night_van_gogh.jpg"))
     config = StyleConfig(size=64, iterations=30, scales=1)

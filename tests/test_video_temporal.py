@@ -20,7 +20,7 @@ def test_temporal_loss_gradient_is_zero_where_the_flow_is_unreliable():
     weights = torch.rand(1, 1, 5, 5, dtype=torch.float64)
     weights[..., 2, :] = 0
     assert torch.autograd.gradcheck(lambda x: temporal_loss(x, target, weights), (image,))
-    grad, = torch.autograd.grad(temporal_loss(image, target, weights), image)
+    (grad,) = torch.autograd.grad(temporal_loss(image, target, weights), image)
     assert torch.allclose(grad, 2 * weights * (image - target).detach() / image.numel())
     assert grad[..., 2, :].abs().max() == 0
 
@@ -31,7 +31,7 @@ def test_long_term_weights_take_the_closest_frame_first():
     farther = torch.tensor([1.0, 1.0, 1.0, 1.0])
     a, b, c = long_term_weights([near, far, farther])
     assert torch.equal(a, near)
-    assert torch.allclose(b, torch.tensor([0.0, 1.0, 0.0, 0.2]))   # only where the near frame is not seen
+    assert torch.allclose(b, torch.tensor([0.0, 1.0, 0.0, 0.2]))  # only where the near frame is not seen
     assert torch.allclose(c, torch.tensor([0.0, 0.0, 1.0, 0.0]))
 
 

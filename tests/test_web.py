@@ -30,8 +30,10 @@ from impasto.web import app, controls  # noqa: E402
 from conftest import pattern, stripes  # noqa: E402
 
 # Gradio 6.31's queue uses pandas options that pandas 3 deprecates; not impasto's to fix.
-pytestmark = [pytest.mark.filterwarnings("ignore:.*no_silent_downcasting"),
-              pytest.mark.filterwarnings("ignore:The copy keyword is deprecated")]
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:.*no_silent_downcasting"),
+    pytest.mark.filterwarnings("ignore:The copy keyword is deprecated"),
+]
 
 UPLOAD_LIMIT = 300 * 1024
 RUN_LIMIT = 120  # seconds; generous, the machine's cores are shared
@@ -57,9 +59,14 @@ def server(tmp_path_factory, tiny_net):
         blocks = app.create_app(tiny_net, folder=folder / "results", preview_every=0.2)
         url = app.launch(blocks, port=free_port(), block=False, quiet=True, max_file_size=UPLOAD_LIMIT)
         try:
-            yield SimpleNamespace(url=url, blocks=blocks, folder=folder,
-                                  client=lambda: Client(url, verbose=False, analytics_enabled=False,
-                                                        download_files=str(folder / "downloads")))
+            yield SimpleNamespace(
+                url=url,
+                blocks=blocks,
+                folder=folder,
+                client=lambda: Client(
+                    url, verbose=False, analytics_enabled=False, download_files=str(folder / "downloads")
+                ),
+            )
         finally:
             blocks.close()
             torch.set_num_threads(threads)
@@ -68,9 +75,15 @@ def server(tmp_path_factory, tiny_net):
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
     folder = tmp_path_factory.mktemp("uploads")
-    paths = SimpleNamespace(content=folder / "content.png", style=folder / "style.png",
-                            other=folder / "wave.png", text=folder / "notes.txt", bomb=folder / "bomb.png",
-                            square_mask=folder / "square_mask.png", layer=folder / "layer.png")
+    paths = SimpleNamespace(
+        content=folder / "content.png",
+        style=folder / "style.png",
+        other=folder / "wave.png",
+        text=folder / "notes.txt",
+        bomb=folder / "bomb.png",
+        square_mask=folder / "square_mask.png",
+        layer=folder / "layer.png",
+    )
     pattern(48, 32, 1).save(paths.content)
     stripes(40, 40).save(paths.style)
     pattern(40, 40, 7).save(paths.other)
@@ -85,16 +98,19 @@ def files(tmp_path_factory):
 
 def png_header_only(width: int, height: int) -> bytes:
     """A tiny PNG file that claims width x height pixels: a decompression bomb to any decoder."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     pixels = zlib.compress(b"\0" * 64)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
 
 
 def start(client: Client, files, **options):
-    values = dict(content=handle_file(str(files.content)), style_1=handle_file(str(files.style)), size=64,
-                  iterations=20)
+    values = dict(
+        content=handle_file(str(files.content)), style_1=handle_file(str(files.style)), size=64, iterations=20
+    )
     values.update(options)
     return client.submit(api_name="/paint", **values)
 
@@ -140,8 +156,16 @@ def test_a_run_shows_previews_and_ends_with_a_png_that_carries_its_settings(serv
 
 
 def test_options_reach_the_run(server, files):
-    job = start(server.client(), files, iterations=3, preserve_color="luminance", tile="off",
-                style_layers=["relu1_1", "relu2_1"], style_layer_weights="2 1", max_memory="2G")
+    job = start(
+        server.client(),
+        files,
+        iterations=3,
+        preserve_color="luminance",
+        tile="off",
+        style_layers=["relu1_1", "relu2_1"],
+        style_layer_weights="2 1",
+        max_memory="2G",
+    )
     *_, download = job.result(timeout=RUN_LIMIT)
     config = read_settings(download["value"])["config"]
     assert config["preserve_color"] == "luminance" and config["tile"] == "off" and config["max_memory"] == 2**31
@@ -149,14 +173,26 @@ def test_options_reach_the_run(server, files):
 
 
 def test_two_styles_a_painted_mask_and_the_improved_preset(server, files):
-    mask = {"background": handle_file(str(files.content)), "layers": [handle_file(str(files.layer))],
-            "composite": None, "id": None}
+    mask = {
+        "background": handle_file(str(files.content)),
+        "layers": [handle_file(str(files.layer))],
+        "composite": None,
+        "id": None,
+    }
     wide = np.zeros((32, 48, 4), np.uint8)
     wide[8:24, 10:40] = (221, 46, 68, 150)
     Image.fromarray(wide).save(files.layer.with_name("wide_layer.png"))
     mask["layers"] = [handle_file(str(files.layer.with_name("wide_layer.png")))]
-    job = start(server.client(), files, iterations=3, mask_1=mask, style_2=handle_file(str(files.other)),
-                weight_1=0.75, weight_2=0.25, **IMPROVED)
+    job = start(
+        server.client(),
+        files,
+        iterations=3,
+        mask_1=mask,
+        style_2=handle_file(str(files.other)),
+        weight_1=0.75,
+        weight_2=0.25,
+        **IMPROVED,
+    )
     *_, download = job.result(timeout=RUN_LIMIT)
     settings = read_settings(download["value"])
     assert settings["config"]["style_blend"] == [0.75, 0.25]
@@ -193,21 +229,29 @@ def test_a_second_job_waits_its_turn_and_sees_its_place(server, files):
     assert short.result(timeout=RUN_LIMIT)[1].startswith("Done: 3 iterations")
 
 
-@pytest.mark.parametrize("case, message", [
-    ("text content", "content image notes.txt is not an image PIL can read"),
-    ("bomb content", "content image bomb.png is too large to decode safely"),
-    ("text style", "style image 1 notes.txt is not an image PIL can read"),
-    ("mask of another shape", "style mask 1 is 40x40 but the content is 48x32"),
-    ("bad option", "style strength must be at least 0"),
-])
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("text content", "content image notes.txt is not an image PIL can read"),
+        ("bomb content", "content image bomb.png is too large to decode safely"),
+        ("text style", "style image 1 notes.txt is not an image PIL can read"),
+        ("mask of another shape", "style mask 1 is 40x40 but the content is 48x32"),
+        ("bad option", "style strength must be at least 0"),
+    ],
+)
 def test_bad_input_gives_a_readable_message(server, files, case, message):
     options = {
         "text content": dict(content=handle_file(str(files.text))),
         "bomb content": dict(content=handle_file(str(files.bomb))),
         "text style": dict(style_1=handle_file(str(files.text))),
-        "mask of another shape": dict(mask_1={"background": handle_file(str(files.content)),
-                                              "layers": [handle_file(str(files.layer))], "composite": None,
-                                              "id": None}),
+        "mask of another shape": dict(
+            mask_1={
+                "background": handle_file(str(files.content)),
+                "layers": [handle_file(str(files.layer))],
+                "composite": None,
+                "id": None,
+            }
+        ),
         "bad option": dict(style_weight=-1),
     }[case]
     job = start(server.client(), files, iterations=2, **options)
@@ -222,8 +266,7 @@ def test_uploading_a_mask_of_another_shape_is_refused(server, files):
     client = server.client()
     with pytest.raises(AppError, match="style mask 1 is 40x40 but the content is 48x32"):
         client.predict(handle_file(str(files.square_mask)), handle_file(str(files.content)), api_name="/load_mask_1")
-    editor = client.predict(handle_file(str(files.square_mask)), handle_file(str(files.other)),
-                            api_name="/load_mask_1")
+    editor = client.predict(handle_file(str(files.square_mask)), handle_file(str(files.other)), api_name="/load_mask_1")
     assert editor["layers"]  # the right shape becomes a layer of the style's editor
     black = files.square_mask.with_name("black_mask.png")
     Image.new("L", (40, 40), 0).save(black)
@@ -246,8 +289,11 @@ def test_serves_only_this_machine_and_loads_nothing_from_elsewhere(server):
     assert server.url.startswith("http://127.0.0.1:")
     assert server.blocks.share is False and server.blocks.analytics_enabled is False
     page = httpx.get(server.url).text
-    outside = [url for url in re.findall(r"""<(?:script|link|img)\b[^>]*(?:src|href)=["']([^"']+)""", page)
-               if re.match(r"(https?:)?//", url) and "127.0.0.1" not in url]
+    outside = [
+        url
+        for url in re.findall(r"""<(?:script|link|img)\b[^>]*(?:src|href)=["']([^"']+)""", page)
+        if re.match(r"(https?:)?//", url) and "127.0.0.1" not in url
+    ]
     assert outside == []
 
 
@@ -271,8 +317,13 @@ def test_impasto_web_serves_this_machine_by_default(monkeypatch, capsys):
     monkeypatch.setattr(app, "create_app", lambda **kw: made.update(kw) or "page")
     monkeypatch.setattr(app, "launch", lambda page, **kw: served.update(kw, page=page))
     assert main(["web"]) == 0
-    assert served == {"page": "page", "host": "127.0.0.1", "port": 7860, "max_file_size": app.MAX_FILE_SIZE,
-                      "quiet": True}
+    assert served == {
+        "page": "page",
+        "host": "127.0.0.1",
+        "port": 7860,
+        "max_file_size": app.MAX_FILE_SIZE,
+        "quiet": True,
+    }
     assert re.fullmatch(r"[0-9a-f]{64}", made["weights_sha256"])  # the default weights, recorded in each PNG
     assert "serving on http://127.0.0.1:7860" in capsys.readouterr().err
     assert main(["web", "--host", "0.0.0.0", "--port", "8000", "--max-upload", "5MB"]) == 0
@@ -294,8 +345,9 @@ def test_a_busy_port_is_one_line(monkeypatch, capsys):
         monkeypatch.setattr(app, "create_app", lambda **kw: blocks)
         assert main(["web", "--port", str(port)]) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
-    assert err == (f"impasto: error: cannot serve on 127.0.0.1:{port} (the port is in use); "
-                   "choose another port with --port")
+    assert err == (
+        f"impasto: error: cannot serve on 127.0.0.1:{port} (the port is in use); choose another port with --port"
+    )
 
 
 def test_without_gradio_the_message_names_the_extra(monkeypatch, capsys):

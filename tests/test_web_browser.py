@@ -22,12 +22,16 @@ import torch
 from conftest import EXAMPLES
 
 # Gradio 6.31's queue uses pandas options that pandas 3 deprecates; not impasto's to fix.
-pytestmark = [pytest.mark.filterwarnings("ignore:.*no_silent_downcasting"),
-              pytest.mark.filterwarnings("ignore:The copy keyword is deprecated")]
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:.*no_silent_downcasting"),
+    pytest.mark.filterwarnings("ignore:The copy keyword is deprecated"),
+]
 
-HOW_TO = ("install Debian's Chromium (sudo apt-get install chromium) and Playwright "
-          "(pip install -e '.[test]'; no `playwright install` needed), or point IMPASTO_CHROMIUM at a "
-          "Chromium or Chrome binary")
+HOW_TO = (
+    "install Debian's Chromium (sudo apt-get install chromium) and Playwright "
+    "(pip install -e '.[test]'; no `playwright install` needed), or point IMPASTO_CHROMIUM at a "
+    "Chromium or Chrome binary"
+)
 SCREENSHOT = os.environ.get("IMPASTO_WEB_SCREENSHOT")
 WAIT_MS = 90_000  # the machine's cores are shared: be patient
 
@@ -40,8 +44,11 @@ def unavailable(reason: str) -> None:
 
 
 def chromium() -> str:
-    candidates = [os.environ.get("IMPASTO_CHROMIUM"), "/usr/lib/chromium/chromium",
-                  *(shutil.which(name) for name in ("chromium", "chromium-browser", "google-chrome"))]
+    candidates = [
+        os.environ.get("IMPASTO_CHROMIUM"),
+        "/usr/lib/chromium/chromium",
+        *(shutil.which(name) for name in ("chromium", "chromium-browser", "google-chrome")),
+    ]
     for candidate in candidates:
         if candidate and os.access(candidate, os.X_OK):
             return candidate
@@ -103,8 +110,11 @@ def paint_strokes(page, heights: list[float]) -> None:
 
 
 def wait_for_text(page, selector: str, text: str, **options) -> None:
-    page.wait_for_function("([selector, text]) => (document.querySelector(selector)?.innerText || '').includes(text)",
-                           arg=[selector, text], **options)
+    page.wait_for_function(
+        "([selector, text]) => (document.querySelector(selector)?.innerText || '').includes(text)",
+        arg=[selector, text],
+        **options,
+    )
 
 
 def set_number(page, selector: str, value: int) -> None:
@@ -151,8 +161,10 @@ def test_paint_in_the_browser_stop_and_download(browser_page, page_server, tmp_p
     assert len(previews) >= 3, f"the preview changed only {len(previews)} times"
     assert "iteration" in page.inner_text("#status")
     if SCREENSHOT:  # well into the last scale, so the picture is sharp
-        page.wait_for_function("Number((document.querySelector('#status').innerText.match(/iteration (\\d+)/) "
-                               "|| [0, 0])[1]) >= 275", timeout=10 * WAIT_MS)
+        page.wait_for_function(
+            "Number((document.querySelector('#status').innerText.match(/iteration (\\d+)/) || [0, 0])[1]) >= 275",
+            timeout=10 * WAIT_MS,
+        )
     shot = tmp_path / "web-studio.png"
     page.screenshot(path=str(shot), full_page=True)
     if SCREENSHOT:

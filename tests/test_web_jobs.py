@@ -65,7 +65,7 @@ def test_regions_tint_each_styles_area_and_leave_the_rest_grey():
     assert red.startswith("#dd") and blue.startswith("#1f")
     left_side, right_side = out[:, :28], out[:, 36:]
     assert (left_side[..., 0] > right_side[..., 0].mean()).mean() > 0.9  # red and blue mixed on the left
-    assert (right_side[..., 2] > right_side[..., 0]).all()                # only blue on the right
+    assert (right_side[..., 2] > right_side[..., 0]).all()  # only blue on the right
     only_masked = np.asarray(jobs.regions(content, [left], side=64)).astype(int)[:, 36:]
     assert (only_masked[..., 0] == only_masked[..., 1]).all()  # no style: grey
 
@@ -80,23 +80,49 @@ def test_every_config_field_has_a_place_in_the_page():
 
 def test_widget_values_become_the_config():
     config = controls.config_from_values(
-        {"size": 64.0, "iterations": 7.0, "style_weight": 1e3, "seed": 2, "content_layers": ["relu3_2"],
-         "style_layer_weights": "1, 0.5 0.25", "tile": "256", "max_memory": "1.5G", "init": "noise",
-         "all_conv_layers": True}, StyleConfig(device="cpu"))
-    assert config == StyleConfig(device="cpu", size=64, iterations=7, style_weight=1e3, seed=2,
-                                 content_layers=("relu3_2",), style_layer_weights=(1.0, 0.5, 0.25), tile=256,
-                                 max_memory=int(1.5 * 2**30), init="noise", all_conv_layers=True)
-    assert controls.config_from_values({"tile": "", "max_memory": "", "style_layer_weights": ""},
-                                       StyleConfig()) == StyleConfig()
+        {
+            "size": 64.0,
+            "iterations": 7.0,
+            "style_weight": 1e3,
+            "seed": 2,
+            "content_layers": ["relu3_2"],
+            "style_layer_weights": "1, 0.5 0.25",
+            "tile": "256",
+            "max_memory": "1.5G",
+            "init": "noise",
+            "all_conv_layers": True,
+        },
+        StyleConfig(device="cpu"),
+    )
+    assert config == StyleConfig(
+        device="cpu",
+        size=64,
+        iterations=7,
+        style_weight=1e3,
+        seed=2,
+        content_layers=("relu3_2",),
+        style_layer_weights=(1.0, 0.5, 0.25),
+        tile=256,
+        max_memory=int(1.5 * 2**30),
+        init="noise",
+        all_conv_layers=True,
+    )
+    assert (
+        controls.config_from_values({"tile": "", "max_memory": "", "style_layer_weights": ""}, StyleConfig())
+        == StyleConfig()
+    )
 
 
-@pytest.mark.parametrize("values, message", [
-    ({"size": None}, "size is empty"),
-    ({"iterations": 2.5}, "iterations must be a whole number"),
-    ({"style_layer_weights": "1 x"}, "style layer weights '1 x' must be numbers"),
-    ({"max_memory": "lots"}, "max memory 'lots' is not a memory size"),
-    ({"style_weight": -1}, "style strength must be at least 0"),
-])
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        ({"size": None}, "size is empty"),
+        ({"iterations": 2.5}, "iterations must be a whole number"),
+        ({"style_layer_weights": "1 x"}, "style layer weights '1 x' must be numbers"),
+        ({"max_memory": "lots"}, "max memory 'lots' is not a memory size"),
+        ({"style_weight": -1}, "style strength must be at least 0"),
+    ],
+)
 def test_bad_widget_values_are_named_as_the_page_labels_them(values, message):
     with pytest.raises(ImpastoError) as info:
         controls.config_from_values(values, StyleConfig())
@@ -104,8 +130,10 @@ def test_bad_widget_values_are_named_as_the_page_labels_them(values, message):
 
 
 def test_labels_and_hints_come_from_the_config():
-    assert controls.to_labels("lower style_weight, content_weight or tv_weight") == \
-        "lower style strength, content weight or total-variation weight"
+    assert (
+        controls.to_labels("lower style_weight, content_weight or tv_weight")
+        == "lower style strength, content weight or total-variation weight"
+    )
     assert controls.to_labels("size 0 must be between 1 and 32768") == "size 0 must be between 1 and 32768"
     assert controls.hint("iterations") == "optimiser steps, summed over all scales (default: 300)"
     assert "(default: relu1_1 relu2_1 relu3_1 relu4_1 relu5_1)" in controls.hint("style_layers")
@@ -119,7 +147,7 @@ def test_labels_and_hints_come_from_the_config():
 def test_a_stop_reaches_the_sessions_armed_run_even_before_it_starts():
     switches = jobs.StopSwitches()
     ticket = switches.arm("browser")
-    assert switches.stop("browser")            # pressed while the job waits in the queue
+    assert switches.stop("browser")  # pressed while the job waits in the queue
     assert switches.take("browser", ticket).is_set()
 
 
@@ -148,8 +176,11 @@ def test_a_job_reports_frames_and_saves_a_png_with_its_settings(tiny_net, job_fi
     studio = jobs.Studio(tiny_net, job_files.folder, preview_every=0)
     mask = Image.new("L", (96, 64), 0)
     mask.paste(255, (0, 0, 48, 64))
-    job = jobs.Job(job_files.content, [jobs.StyleInput(job_files.style, 1.0, mask)],
-                   StyleConfig(size=64, iterations=5, scales=1, device="cpu"))
+    job = jobs.Job(
+        job_files.content,
+        [jobs.StyleInput(job_files.style, 1.0, mask)],
+        StyleConfig(size=64, iterations=5, scales=1, device="cpu"),
+    )
     frames = list(studio.paint(job, threading.Event()))
     assert frames[0].status.startswith("Starting: 5 iterations in one scale, 64×43 px")
     assert [f.preview.size for f in frames[1:-1]] == [(64, 43)] * 5

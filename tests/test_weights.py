@@ -161,9 +161,7 @@ def test_wrapped_and_prefixed_state_dicts(tmp_path, wrap):
     assert_loaded(load_weights(save_torch(tmp_path / "v.pth", state)), "vgg16", convs)
 
 
-@pytest.mark.parametrize(
-    "arch, name", [("vgg19", "vgg19-d01eb7cb.pth"), ("vgg16", "vgg16-00b39a1b.pth")]
-)
+@pytest.mark.parametrize("arch, name", [("vgg19", "vgg19-d01eb7cb.pth"), ("vgg16", "vgg16-00b39a1b.pth")])
 def test_caffe_converted_recognised_by_file_name(tmp_path, arch, name):
     convs = tiny_convs(arch)
     weights = load_weights(save_torch(tmp_path / name, torchvision_dict(convs, arch)))

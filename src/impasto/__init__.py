@@ -12,12 +12,34 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-_EXPORTS = {"IMPROVED": "config", "StyleConfig": "config", "Painter": "engine", "Run": "engine",
-            "ImpastoError": "errors", "color_transfer": "postprocess", "mask_transfer": "postprocess",
-            "Progress": "transfer", "StylizeResult": "transfer", "stylize": "transfer", "VGG": "vgg"}
+_EXPORTS = {
+    "IMPROVED": "config",
+    "StyleConfig": "config",
+    "Painter": "engine",
+    "Run": "engine",
+    "ImpastoError": "errors",
+    "color_transfer": "postprocess",
+    "mask_transfer": "postprocess",
+    "Progress": "transfer",
+    "StylizeResult": "transfer",
+    "stylize": "transfer",
+    "VGG": "vgg",
+}
 
-__all__ = ["IMPROVED", "ImpastoError", "Painter", "Progress", "Run", "StyleConfig", "StylizeResult", "VGG",
-           "__version__", "color_transfer", "mask_transfer", "stylize"]
+__all__ = [
+    "IMPROVED",
+    "ImpastoError",
+    "Painter",
+    "Progress",
+    "Run",
+    "StyleConfig",
+    "StylizeResult",
+    "VGG",
+    "__version__",
+    "color_transfer",
+    "mask_transfer",
+    "stylize",
+]
 
 if TYPE_CHECKING:
     from .config import IMPROVED, StyleConfig

@@ -32,11 +32,26 @@ FLAG_NAMES = {"style_blend": "--style-weights"}
 NUMBER_LISTS = ("style_blend", "style_layer_weights")
 SUBCOMMANDS = ("mask-transfer", "color-transfer")
 # Front ends of their own, each in its sub-package: `impasto video ...` -> impasto.video.cli.main.
-FRONT_ENDS = {"video": "impasto.video.cli", "web": "impasto.web.cli", "batch": "impasto.batch.cli",
-              "info": "impasto.provenance.info_cli", "reproduce": "impasto.provenance.reproduce_cli"}
+FRONT_ENDS = {
+    "video": "impasto.video.cli",
+    "web": "impasto.web.cli",
+    "batch": "impasto.batch.cli",
+    "info": "impasto.provenance.info_cli",
+    "reproduce": "impasto.provenance.reproduce_cli",
+}
 EXIT_USAGE, EXIT_INTERRUPTED, EXIT_TERMINATED = 2, 130, 143
-_UNITS = {"": 1, "B": 1, "K": 2**10, "KB": 2**10, "M": 2**20, "MB": 2**20, "G": 2**30, "GB": 2**30,
-          "T": 2**40, "TB": 2**40}
+_UNITS = {
+    "": 1,
+    "B": 1,
+    "K": 2**10,
+    "KB": 2**10,
+    "M": 2**20,
+    "MB": 2**20,
+    "G": 2**30,
+    "GB": 2**30,
+    "T": 2**40,
+    "TB": 2**40,
+}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -56,9 +71,10 @@ def _flag_pattern() -> re.Pattern:
     single = [n for n in names if "_" not in n]
     # A one-word name is a parameter where the library writes it as one: at the start of the
     # message, after "use"/"set"/"lower", or before its value; elsewhere it is an ordinary word.
-    return re.compile(r"(?<![\w-])(?:(%s)|(?:(?<=^)|(?<=use )|(?<=set )|(?<=lower )|(?<=pass ))(%s)"
-                      r"|(%s)(?= [-\d'\"]))(?![\w-])"
-                      % ("|".join(compound), "|".join(single), "|".join(single)))
+    return re.compile(
+        r"(?<![\w-])(?:(%s)|(?:(?<=^)|(?<=use )|(?<=set )|(?<=lower )|(?<=pass ))(%s)"
+        r"|(%s)(?= [-\d'\"]))(?![\w-])" % ("|".join(compound), "|".join(single), "|".join(single))
+    )
 
 
 _FLAGS = _flag_pattern()
@@ -95,14 +111,19 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
         meta = dict(f.metadata)
         shown = " ".join(map(str, default)) if isinstance(default, tuple) else default
         suffix = f" (default: {shown})" if default is not None else ""
-        kwargs: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS,
-                                  "help": to_flags(meta["help"] + suffix), "metavar": meta.get("metavar")}
+        kwargs: dict[str, Any] = {
+            "dest": f.name,
+            "default": argparse.SUPPRESS,
+            "help": to_flags(meta["help"] + suffix),
+            "metavar": meta.get("metavar"),
+        }
         if isinstance(default, bool):
             kwargs["action"] = argparse.BooleanOptionalAction
             del kwargs["metavar"]
         elif isinstance(default, tuple) or f.name in NUMBER_LISTS:
-            kwargs.update(nargs="+", metavar=meta.get("metavar", "LAYER"),
-                          type=float if f.name in NUMBER_LISTS else str)
+            kwargs.update(
+                nargs="+", metavar=meta.get("metavar", "LAYER"), type=float if f.name in NUMBER_LISTS else str
+            )
             if f.name == "style_blend":
                 kwargs["help"] = f"{meta['help']} (default: equal)"
         elif f.name == "tile":
@@ -122,21 +143,37 @@ def build_parser() -> argparse.ArgumentParser:
         prog="impasto",
         description="Paint a photo in the style of one or more artworks (neural style transfer).",
         epilog="Post-processing: 'impasto mask-transfer STYLISED CONTENT MASK -o OUT' puts the content "
-               "back where the mask is black; 'impasto color-transfer STYLISED CONTENT -o OUT [--mask M]' "
-               "gives the output the content's colours. Each has its own --help.")
+        "back where the mask is black; 'impasto color-transfer STYLISED CONTENT -o OUT [--mask M]' "
+        "gives the output the content's colours. Each has its own --help.",
+    )
     parser.add_argument("content", help="the photo to paint")
     parser.add_argument("styles", nargs="+", metavar="style", help="one or more artworks")
     parser.add_argument("-o", "--output", required=True, help="where to write the result (.png .jpg .webp .tif .bmp)")
-    parser.add_argument("--style-masks", nargs="+", metavar="MASK",
-                        help="one mask per style, in the same order: white = this style, black = keep the content")
-    parser.add_argument("--improved", action="store_true",
-                        help="Novak & Nikulin's preset: --layer-weighting geometric --all-conv-layers "
-                             "--activation-shift -1 --correlation-chain (explicit flags override it)")
-    parser.add_argument("--save-every", type=int, default=0, metavar="N",
-                        help="also write the image every N iterations, next to the output (default: 0 = never)")
+    parser.add_argument(
+        "--style-masks",
+        nargs="+",
+        metavar="MASK",
+        help="one mask per style, in the same order: white = this style, black = keep the content",
+    )
+    parser.add_argument(
+        "--improved",
+        action="store_true",
+        help="Novak & Nikulin's preset: --layer-weighting geometric --all-conv-layers "
+        "--activation-shift -1 --correlation-chain (explicit flags override it)",
+    )
+    parser.add_argument(
+        "--save-every",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also write the image every N iterations, next to the output (default: 0 = never)",
+    )
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    parser.add_argument("--no-metadata", action="store_true",
-                        help="leave the settings out of the output (by default it carries them: 'impasto info')")
+    parser.add_argument(
+        "--no-metadata",
+        action="store_true",
+        help="leave the settings out of the output (by default it carries them: 'impasto info')",
+    )
     parser.add_argument("--version", action="version", version=f"impasto {__version__}")
     _add_config_flags(parser)
     return parser
@@ -146,6 +183,7 @@ def _progress_bar(total: int, quiet: bool):
     if quiet:
         return None
     from tqdm import tqdm
+
     return tqdm(total=total, unit="it", dynamic_ncols=True, file=sys.stderr)
 
 
@@ -158,11 +196,13 @@ def _callback(bar, output: Path, save_every: int):
         if bar is not None:
             bar.update(p.iteration - bar.n)
             tiles = f" in {p.tiles} tiles" if p.tiles > 1 else ""
-            bar.set_description(f"scale {p.scale}/{p.scales} {p.size[0]}x{p.size[1]}{tiles} {p.precision}",
-                                refresh=False)
+            bar.set_description(
+                f"scale {p.scale}/{p.scales} {p.size[0]}x{p.size[1]}{tiles} {p.precision}", refresh=False
+            )
             bar.set_postfix({k: f"{v:.3g}" for k, v in p.losses.items()}, refresh=False)
         if save_every and p.iteration % save_every == 0:
             save_image(p.current(), _snapshot_path(output, p.iteration))
+
     return report
 
 
@@ -180,18 +220,21 @@ def run_stylize(argv: Sequence[str]) -> int:
     config = StyleConfig(**options)
     out = check_output_path(output, [content, *styles, *(masks or [])])
     if masks is not None and len(masks) != len(styles):
-        raise ImpastoError(f"got {len(masks)} style masks for {len(styles)} style images; "
-                           "give one mask per style, in the same order")
+        raise ImpastoError(
+            f"got {len(masks)} style masks for {len(styles)} style images; give one mask per style, in the same order"
+        )
     # Read (and so check) every input before importing torch; the run gets the decoded images.
     content_image = read_image(content, "content image")
-    style_images: list[ImageLike] = [read_image(s, "style image" if len(styles) == 1 else f"style image {i + 1}")
-                                     for i, s in enumerate(styles)]
+    style_images: list[ImageLike] = [
+        read_image(s, "style image" if len(styles) == 1 else f"style image {i + 1}") for i, s in enumerate(styles)
+    ]
     mask_images = None if masks is None else [read_mask(m, f"style mask {i + 1}") for i, m in enumerate(masks)]
 
     import torch
 
     from .memory import reuse_freed_memory
     from .transfer import prepare
+
     if config.threads:
         torch.set_num_threads(config.threads)
     torch.backends.cudnn.benchmark = True  # process-wide, so the command's choice, not the library's
@@ -203,6 +246,7 @@ def run_stylize(argv: Sequence[str]) -> int:
         provenance = None
         if not no_metadata:  # gathered now, not after the run: an input may move meanwhile
             from .provenance import Provenance
+
             provenance = Provenance.gather(config, content, styles, masks)
         if not run.tiled:
             # Keeping freed blocks speeds up every evaluation but fragments the heap: a tiled run,
@@ -219,6 +263,7 @@ def run_stylize(argv: Sequence[str]) -> int:
             save_image(result.tensor, out)
         else:
             from .provenance import save_result
+
             save_result(result.image, out, provenance.record(result, run.painter))
     received = signals.received[:1]
     if result.interrupted:
@@ -226,11 +271,15 @@ def run_stylize(argv: Sequence[str]) -> int:
         if result.upscaled and result.painted_size is not None:
             w, h = result.painted_size
             coarse = f" (stopped at a coarse scale: the image is enlarged from {w}x{h})"
-        print(f"impasto: {'terminated' if received == [signal.SIGTERM] else 'interrupted'} after "
-              f"{len(result.history)} iterations; saved the image so far to {out}{coarse}", file=sys.stderr)
+        print(
+            f"impasto: {'terminated' if received == [signal.SIGTERM] else 'interrupted'} after "
+            f"{len(result.history)} iterations; saved the image so far to {out}{coarse}",
+            file=sys.stderr,
+        )
         return EXIT_TERMINATED if received == [signal.SIGTERM] else EXIT_INTERRUPTED
     if not quiet:
         from .memory import format_bytes
+
         memory = f", peak memory {format_bytes(result.peak_memory)}" if result.peak_memory else ""
         print(f"impasto: wrote {out} ({result.seconds:.1f} s{memory})", file=sys.stderr)
     return 0
@@ -283,6 +332,7 @@ def run_postprocess(command: str, argv: Sequence[str]) -> int:
     args = parser.parse_args(argv)
     out = check_output_path(args.output, [args.output_image, args.content, args.mask])
     from .postprocess import color_transfer, mask_transfer
+
     if command == "mask-transfer":
         image = mask_transfer(args.output_image, args.content, args.mask)
     else:
@@ -304,6 +354,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_postprocess(argv[0], argv[1:])
         if argv and argv[0] in FRONT_ENDS:
             import importlib
+
             return importlib.import_module(FRONT_ENDS[argv[0]]).main(argv[1:])
         return run_stylize(argv)
     except ImpastoError as error:

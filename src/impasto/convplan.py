@@ -56,8 +56,7 @@ class Bucket:
 # Past the static gates, each small enough to time in a few tens of milliseconds. VGG-19 at 512 px
 # content has conv3_2..4 (256->256) at 128x128, conv4_1 (256->512) and conv4_2..4 (512->512) at
 # 64x64, conv5_x at 32x32; at 256 px conv5_x is 16x16.
-BUCKETS = (Bucket(256, 256, 48, 48), Bucket(256, 512, 32, 32),
-           Bucket(512, 512, 16, 16), Bucket(512, 512, 32, 32))
+BUCKETS = (Bucket(256, 256, 48, 48), Bucket(256, 512, 32, 32), Bucket(512, 512, 16, 16), Bucket(512, 512, 32, 32))
 
 
 @dataclass(frozen=True)
@@ -98,10 +97,12 @@ class Plan:
 
     def choose(self, in_channels: int, out_channels: int, height: int, width: int) -> bool:
         """The choice of the bucket nearest this shape: channels first, then pixels (log scale)."""
+
         def distance(choice: Choice) -> tuple[float, float]:
             b = choice.bucket
             channels = abs(math.log2(in_channels / b.in_channels)) + abs(math.log2(out_channels / b.out_channels))
             return channels, abs(math.log2(height * width / (b.height * b.width)))
+
         return min(self.choices, key=distance).winograd
 
     def describe(self) -> str:
@@ -114,17 +115,23 @@ class Plan:
         else:
             where = "not cached: cache folder not writable"
         how = f"measured now in {self.seconds:.2f} s" if self.measured else f"measured earlier in {self.seconds:.2f} s"
-        lines = [f"Winograd per layer shape on {self.cpu}, torch {self.torch_version}, {self.threads} threads "
-                 f"({how}, {where}); forward + input gradient:"]
+        lines = [
+            f"Winograd per layer shape on {self.cpu}, torch {self.torch_version}, {self.threads} threads "
+            f"({how}, {where}); forward + input gradient:"
+        ]
         for c in self.choices:
             b = c.bucket
             if c.assumed:
-                lines.append(f"  {b.in_channels:>4}->{b.out_channels:<4} {b.height:>3}x{b.width:<3} not timed "
-                             "(CPU busy) -> Winograd")
+                lines.append(
+                    f"  {b.in_channels:>4}->{b.out_channels:<4} {b.height:>3}x{b.width:<3} not timed "
+                    "(CPU busy) -> Winograd"
+                )
                 continue
-            lines.append(f"  {b.in_channels:>4}->{b.out_channels:<4} {b.height:>3}x{b.width:<3} direct "
-                         f"{c.direct_ms:7.1f} ms, Winograd {c.winograd_ms:7.1f} ms, {c.speedup:5.2f}x -> "
-                         f"{'Winograd' if c.winograd else 'direct'}")
+            lines.append(
+                f"  {b.in_channels:>4}->{b.out_channels:<4} {b.height:>3}x{b.width:<3} direct "
+                f"{c.direct_ms:7.1f} ms, Winograd {c.winograd_ms:7.1f} ms, {c.speedup:5.2f}x -> "
+                f"{'Winograd' if c.winograd else 'direct'}"
+            )
         return "\n".join(lines)
 
 
@@ -134,8 +141,15 @@ _LOCK = threading.Lock()
 _PLANS: dict[Path, Plan] = {}  # by cache file, whether or not it was written
 
 
-def winograd_pays(in_channels: int, out_channels: int, height: int, width: int,
-                  threads: int | None = None, *, measure: Measure | None = None) -> bool:
+def winograd_pays(
+    in_channels: int,
+    out_channels: int,
+    height: int,
+    width: int,
+    threads: int | None = None,
+    *,
+    measure: Measure | None = None,
+) -> bool:
     """Whether a frozen 3x3 conv of this shape is faster by Winograd than direct on this CPU.
 
     Shapes that fail the static gates (`MIN_CHANNELS`, `MIN_WORK`) are False without measuring;
@@ -191,7 +205,9 @@ def time_bucket(bucket: Bucket, repeats: int = REPEATS) -> Choice:
     grad = torch.randn(1, bucket.out_channels, bucket.height, bucket.width, generator=generator)
     grad = grad.contiguous(memory_format=torch.channels_last)
     convs: tuple[Callable[[torch.Tensor], torch.Tensor], ...] = (
-        lambda t: F.conv2d(t, weight, bias, padding=1), WinogradConv3x3(weight, bias))
+        lambda t: F.conv2d(t, weight, bias, padding=1),
+        WinogradConv3x3(weight, bias),
+    )
     best = [math.inf, math.inf]
     wall = cpu = 0.0
     with torch.enable_grad():
@@ -220,8 +236,12 @@ def cache_dir() -> Path:
 def cache_key(threads: int) -> dict[str, object]:
     """What a measurement depends on: CPU model and flags, torch version, thread count."""
     model, flags = cpu_description()
-    return {"cpu": model, "flags": hashlib.sha1(flags.encode()).hexdigest()[:16],
-            "torch": torch.__version__, "threads": threads}
+    return {
+        "cpu": model,
+        "flags": hashlib.sha1(flags.encode()).hexdigest()[:16],
+        "torch": torch.__version__,
+        "threads": threads,
+    }
 
 
 @lru_cache(maxsize=1)
@@ -279,8 +299,15 @@ def _measure(threads: int, measure: Measure) -> Plan:
             choices = [Choice(b, 1.0, 1.0, share, assumed=True) for b in BUCKETS]
             break
         choices.append(measure(bucket))
-    return Plan(cpu_description()[0], torch.__version__, threads, tuple(choices), time.perf_counter() - start,
-                measured=True, path=None)
+    return Plan(
+        cpu_description()[0],
+        torch.__version__,
+        threads,
+        tuple(choices),
+        time.perf_counter() - start,
+        measured=True,
+        path=None,
+    )
 
 
 def _store(plan: Plan, path: Path, key: dict[str, object]) -> Plan:
@@ -288,9 +315,22 @@ def _store(plan: Plan, path: Path, key: dict[str, object]) -> Plan:
     where it was measured under load."""
     if plan.under_load:
         return plan
-    record = {"format": FORMAT, "key": key, "seconds": plan.seconds, "margin": MARGIN,
-              "choices": [{**asdict(c.bucket), "direct_ms": c.direct_ms, "winograd_ms": c.winograd_ms,
-                           "cpu_share": c.cpu_share, "winograd": c.winograd} for c in plan.choices]}
+    record = {
+        "format": FORMAT,
+        "key": key,
+        "seconds": plan.seconds,
+        "margin": MARGIN,
+        "choices": [
+            {
+                **asdict(c.bucket),
+                "direct_ms": c.direct_ms,
+                "winograd_ms": c.winograd_ms,
+                "cpu_share": c.cpu_share,
+                "winograd": c.winograd,
+            }
+            for c in plan.choices
+        ],
+    }
     return replace(plan, path=path) if write_json(path, record) else plan
 
 
@@ -328,7 +368,14 @@ def _load(path: Path, key: dict[str, object], threads: int) -> Plan | None:
             if not all(math.isfinite(t) and t > 0 for t in (choice.direct_ms, choice.winograd_ms, choice.cpu_share)):
                 return None
             choices.append(choice)
-        return Plan(cpu_description()[0], torch.__version__, threads, tuple(choices), float(record["seconds"]),
-                    measured=False, path=path)
+        return Plan(
+            cpu_description()[0],
+            torch.__version__,
+            threads,
+            tuple(choices),
+            float(record["seconds"]),
+            measured=False,
+            path=path,
+        )
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None

@@ -41,16 +41,16 @@ from .vgg import VGG, check_layers, layer_stride
 class Progress:
     """What a run reports after every optimiser step."""
 
-    iteration: int                 # 1-based, counted over all scales
-    total: int                     # planned iterations over all scales
-    scale: int                     # 1-based index of the current scale
+    iteration: int  # 1-based, counted over all scales
+    total: int  # planned iterations over all scales
+    scale: int  # 1-based index of the current scale
     scales: int
-    size: tuple[int, int]          # (width, height) being optimised now
-    losses: dict[str, float]       # weighted terms by name, and "total"
-    elapsed: float                 # seconds since the run started
+    size: tuple[int, int]  # (width, height) being optimised now
+    losses: dict[str, float]  # weighted terms by name, and "total"
+    elapsed: float  # seconds since the run started
     current: Callable[[], PIL.Image.Image] = field(repr=False)  # the image so far, on request
-    tiles: int = 1                 # windows this scale is computed in (1 = untiled)
-    precision: str = "fp32"        # of the network pass this step: fp32, bf16 or fp16 (see impasto.precision)
+    tiles: int = 1  # windows this scale is computed in (1 = untiled)
+    precision: str = "fp32"  # of the network pass this step: fp32, bf16 or fp16 (see impasto.precision)
 
 
 ProgressCallback = Callable[[Progress], Any]
@@ -61,7 +61,7 @@ ProgressCallback = Callable[[Progress], Any]
 class StylizeResult:
     """The stylised image, the loss after every step, and how the run ended."""
 
-    tensor: torch.Tensor           # (1, 3, H, W) RGB in [0, 1], on the CPU
+    tensor: torch.Tensor  # (1, 3, H, W) RGB in [0, 1], on the CPU
     history: list[dict[str, float]]
     config: StyleConfig
     seconds: float
@@ -125,9 +125,22 @@ def style_layers_for(config: StyleConfig, network: VGG) -> tuple[str, ...]:
 
 # The options a style target depends on (besides the style and its size): equal in two configs,
 # their painters can share targets.
-_TARGET_OPTIONS = ("style_layers", "all_conv_layers", "activation_shift", "correlation_chain", "layer_weighting",
-                   "style_layer_weights", "style_blend", "preserve_color", "histogram_method", "device",
-                   "precision", "weights", "weights_format", "pooling")
+_TARGET_OPTIONS = (
+    "style_layers",
+    "all_conv_layers",
+    "activation_shift",
+    "correlation_chain",
+    "layer_weighting",
+    "style_layer_weights",
+    "style_blend",
+    "preserve_color",
+    "histogram_method",
+    "device",
+    "precision",
+    "weights",
+    "weights_format",
+    "pooling",
+)
 
 
 def _target_options(config: StyleConfig) -> tuple[Any, ...]:
@@ -156,9 +169,15 @@ class Painter:
     may share one painter.
     """
 
-    def __init__(self, styles: Sequence[torch.Tensor], *, masks: Sequence[torch.Tensor | None] | None = None,
-                 config: StyleConfig | None = None, network: VGG | None = None,
-                 color_reference: torch.Tensor | None = None) -> None:
+    def __init__(
+        self,
+        styles: Sequence[torch.Tensor],
+        *,
+        masks: Sequence[torch.Tensor | None] | None = None,
+        config: StyleConfig | None = None,
+        network: VGG | None = None,
+        color_reference: torch.Tensor | None = None,
+    ) -> None:
         self.config = config = config or StyleConfig()
         if not styles:
             raise ImpastoError("no style image given; pass at least one")
@@ -166,14 +185,17 @@ class Painter:
             _check_image(s, f"style {i + 1}")
         masks = list(masks) if masks is not None else [None] * len(styles)
         if len(masks) != len(styles):
-            raise ImpastoError(f"got {len(masks)} style masks for {len(styles)} style images; "
-                               "give one mask per style, in the same order")
+            raise ImpastoError(
+                f"got {len(masks)} style masks for {len(styles)} style images; "
+                "give one mask per style, in the same order"
+            )
         for i, m in enumerate(masks):
             if m is not None:
                 _check_image(m, f"style mask {i + 1}", channels=1)
         if config.style_blend is not None and len(config.style_blend) != len(styles):
-            raise ImpastoError(f"got {len(config.style_blend)} style_blend for {len(styles)} style images; "
-                               "give one weight per style")
+            raise ImpastoError(
+                f"got {len(config.style_blend)} style_blend for {len(styles)} style images; give one weight per style"
+            )
         self.device = resolve_device(config.device)
         if network is None:
             network = build_network(config, self.device)
@@ -183,8 +205,13 @@ class Painter:
         self.precision = resolve_precision(config.precision, self.device)
         check_layers(config.content_layers, network.layer_names, "content_layers")
         c = config
-        self.representation = StyleRepresentation(style_layers_for(c, network), c.activation_shift,
-                                                  c.correlation_chain, c.layer_weighting, c.style_layer_weights)
+        self.representation = StyleRepresentation(
+            style_layers_for(c, network),
+            c.activation_shift,
+            c.correlation_chain,
+            c.layer_weighting,
+            c.style_layer_weights,
+        )
         self.originals = [s.detach().float().cpu() for s in styles]
         self._reference = color_reference
         self.styles = [self._recolour(s, color_reference) for s in self.originals]
@@ -193,8 +220,9 @@ class Painter:
         self._targets: dict[tuple[int, torch.dtype], list[list[torch.Tensor]]] = {}
         self._lock = threading.Lock()
 
-    def variant(self, *, masks: Sequence[torch.Tensor | None] | None = None,
-                config: StyleConfig | None = None) -> Painter:
+    def variant(
+        self, *, masks: Sequence[torch.Tensor | None] | None = None, config: StyleConfig | None = None
+    ) -> Painter:
         """A painter of the same styles with other masks and/or another config, sharing this
         one's network and, where the config leaves them unchanged, its style targets (a clip
         with a mask per frame, or later frames that run fewer steps, compute them once)."""
@@ -205,15 +233,18 @@ class Painter:
         twin.masks = list(self.masks)
         if masks is not None:
             if len(masks) != len(self.styles):
-                raise ImpastoError(f"got {len(masks)} style masks for {len(self.styles)} style images; "
-                                   "give one mask per style, in the same order")
+                raise ImpastoError(
+                    f"got {len(masks)} style masks for {len(self.styles)} style images; "
+                    "give one mask per style, in the same order"
+                )
             for i, m in enumerate(masks):
                 if m is not None:
                     _check_image(m, f"style mask {i + 1}", channels=1)
             twin.masks = [None if m is None else m.detach().float().cpu() for m in masks]
         if config is not self.config and _target_options(config) != _target_options(self.config):
-            return Painter(self.originals, masks=twin.masks, config=config, network=self.network,
-                           color_reference=self._reference)
+            return Painter(
+                self.originals, masks=twin.masks, config=config, network=self.network, color_reference=self._reference
+            )
         return twin
 
     def _recolour(self, style: torch.Tensor, reference: torch.Tensor | None) -> torch.Tensor:
@@ -242,8 +273,16 @@ class Painter:
         """What a run of this painter asks of memory (see memory.plan)."""
         c = self.config
         content = c.content_layers if c.content_weight else ()
-        return Need(self.network, self.layers, tuple(content), self.device, c.optimizer, c.tile,
-                    c.max_memory if budget is None else budget, c.winograd)
+        return Need(
+            self.network,
+            self.layers,
+            tuple(content),
+            self.device,
+            c.optimizer,
+            c.tile,
+            c.max_memory if budget is None else budget,
+            c.winograd,
+        )
 
     def targets(self, longest: int, dtype: torch.dtype | None = None) -> list[list[torch.Tensor]]:
         """The Gram matrices of every style resized to `longest` pixels on its longer side (cached),
@@ -258,9 +297,11 @@ class Painter:
         width, height = fit_longest(style.shape[-1], style.shape[-2], longest)
         deepest = self.network.deepest(self.style_layers)
         if min(width, height) < layer_stride(deepest):
-            raise ImpastoError(f"a style image scaled to {width}x{height} is too small for {deepest} "
-                               f"(it needs {layer_stride(deepest)} px on the shorter side); "
-                               "raise style_scale or size, or use a less elongated style image")
+            raise ImpastoError(
+                f"a style image scaled to {width}x{height} is too small for {deepest} "
+                f"(it needs {layer_stride(deepest)} px on the shorter side); "
+                "raise style_scale or size, or use a less elongated style image"
+            )
         image = resize_image(style, height, width).to(self.device)
         need = dataclasses.replace(self.need(), layers=self.style_layers, content_layers=(), forward_only=True)
         scale_plan = plan(need, width, height)
@@ -268,21 +309,35 @@ class Painter:
             raise memory_error(need, width, height)
         windows = scale_plan.windows or [Window.whole(height, width)]
         totals: list[torch.Tensor] | None = None
-        for features, window in feature_windows(self.network, image, self.style_layers, windows, self.config.winograd,
-                                                dtype=dtype):
+        for features, window in feature_windows(
+            self.network, image, self.style_layers, windows, self.config.winograd, dtype=dtype
+        ):
             sums = self.representation.sums(features, window)
             totals = sums if totals is None else [t + s for t, s in zip(totals, sums)]
         assert totals is not None  # a plan has at least one window
         areas = self.representation.areas(height, width)
         return [t / a for t, a in zip(totals, areas)]
 
-    def run(self, content: torch.Tensor, *, init: torch.Tensor | None = None, terms: Sequence[Term] = (),
-            stop: threading.Event | None = None) -> Run:
+    def run(
+        self,
+        content: torch.Tensor,
+        *,
+        init: torch.Tensor | None = None,
+        terms: Sequence[Term] = (),
+        stop: threading.Event | None = None,
+    ) -> Run:
         """A run that paints `content`; iterate it to make progress. See Run."""
         return Run(self, content, init=init, terms=terms, stop=stop)
 
-    def paint(self, content: torch.Tensor, *, init: torch.Tensor | None = None, terms: Sequence[Term] = (),
-              stop: threading.Event | None = None, callback: ProgressCallback | None = None) -> StylizeResult:
+    def paint(
+        self,
+        content: torch.Tensor,
+        *,
+        init: torch.Tensor | None = None,
+        terms: Sequence[Term] = (),
+        stop: threading.Event | None = None,
+        callback: ProgressCallback | None = None,
+    ) -> StylizeResult:
         """Run to the end (or until stopped) and return the result.
 
         `callback` sees every step's Progress; returning False stops the run. A KeyboardInterrupt,
@@ -300,13 +355,21 @@ class Run:
     scale, resized to it.
     """
 
-    def __init__(self, painter: Painter, content: torch.Tensor, *, init: torch.Tensor | None = None,
-                 terms: Sequence[Term] = (), stop: threading.Event | None = None) -> None:
+    def __init__(
+        self,
+        painter: Painter,
+        content: torch.Tensor,
+        *,
+        init: torch.Tensor | None = None,
+        terms: Sequence[Term] = (),
+        stop: threading.Event | None = None,
+    ) -> None:
         _check_image(content, "content")
         for i, m in enumerate(painter.masks):
             if m is not None:
-                warn_if_stretched(f"style mask {i + 1}", (m.shape[-1], m.shape[-2]),
-                                  (content.shape[-1], content.shape[-2]), "content")
+                warn_if_stretched(
+                    f"style mask {i + 1}", (m.shape[-1], m.shape[-2]), (content.shape[-1], content.shape[-2]), "content"
+                )
         self.painter, self.config = painter, painter.config
         self.stop_event = stop or threading.Event()
         self.content = content.detach().float().cpu()
@@ -343,14 +406,21 @@ class Run:
         while not self._fits(smallest, need) and smallest < 64 * c.size:
             smallest += 1
         if min(width, height) >= need:  # the output is large enough; a style is not
-            style = next(s for s in self.painter.styles
-                         if min(fit_longest(s.shape[-1], s.shape[-2], self._style_longest(c.size))) < need)
+            style = next(
+                s
+                for s in self.painter.styles
+                if min(fit_longest(s.shape[-1], s.shape[-2], self._style_longest(c.size))) < need
+            )
             sw, sh = fit_longest(style.shape[-1], style.shape[-2], self._style_longest(c.size))
-            raise ImpastoError(f"a style image scaled to {sw}x{sh} is too small for {deepest} (it needs {need} px "
-                               f"on the shorter side); raise style_scale, use size {smallest} or more, "
-                               "or use a less elongated style image")
-        raise ImpastoError(f"a {width}x{height} output is too small for the network's deepest layer "
-                           f"({deepest} needs {need} px on the shorter side); use size {smallest} or more")
+            raise ImpastoError(
+                f"a style image scaled to {sw}x{sh} is too small for {deepest} (it needs {need} px "
+                f"on the shorter side); raise style_scale, use size {smallest} or more, "
+                "or use a less elongated style image"
+            )
+        raise ImpastoError(
+            f"a {width}x{height} output is too small for the network's deepest layer "
+            f"({deepest} needs {need} px on the shorter side); use size {smallest} or more"
+        )
 
     def _style_longest(self, longest: int) -> int:
         return max(1, round(self.config.style_scale * longest))
@@ -429,8 +499,9 @@ class Run:
             return torch.rand(content.shape, generator=generator).to(device)
         return resize_image(self.painter.styles[0], height, width).to(device)
 
-    def _objective(self, content: torch.Tensor, longest: int, scale_plan: Plan,
-                   dtype: torch.dtype | None = None) -> Objective:
+    def _objective(
+        self, content: torch.Tensor, longest: int, scale_plan: Plan, dtype: torch.dtype | None = None
+    ) -> Objective:
         """The objective of one scale, its network pass in `dtype` (default: the painter's precision)."""
         c, painter = self.config, self.painter
         dtype = dtype or painter.precision.dtype
@@ -440,26 +511,30 @@ class Run:
         if c.content_weight:
             terms.append(ContentLoss(self._content_targets(content, windows, dtype), c.content_weight))
         if c.style_weight:
-            masks = [None if m is None else resize_mask_image(m, height, width).to(painter.device)
-                     for m in painter.masks]
+            masks = [
+                None if m is None else resize_mask_image(m, height, width).to(painter.device) for m in painter.masks
+            ]
             for i, m in enumerate(masks):
                 if m is not None and not m.any():
                     warnings.warn(f"style mask {i + 1} is all black, so style {i + 1} is not applied anywhere")
             targets = painter.targets(max(1, round(c.style_scale * longest)), dtype)
-            terms.append(StyleLoss(painter.representation, targets, painter.blend, masks, (height, width),
-                                   c.style_weight))
+            terms.append(
+                StyleLoss(painter.representation, targets, painter.blend, masks, (height, width), c.style_weight)
+            )
         terms.append(TotalVariation(c.tv_weight))
         for term in self.extra_terms:
             resized = getattr(term, "resized", None)
             terms.append(resized(height, width) if resized is not None else term)
         return Objective(painter.network, terms, scale_plan.windows, c.winograd, self.stop_event, dtype)
 
-    def _content_targets(self, content: torch.Tensor, windows: Sequence[Window],
-                         dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
+    def _content_targets(
+        self, content: torch.Tensor, windows: Sequence[Window], dtype: torch.dtype | None = None
+    ) -> dict[str, torch.Tensor]:
         layers = self.config.content_layers
         out: dict[str, torch.Tensor] = {}
-        for features, window in feature_windows(self.painter.network, content, layers, windows,
-                                                self.config.winograd, dtype=dtype):
+        for features, window in feature_windows(
+            self.painter.network, content, layers, windows, self.config.winograd, dtype=dtype
+        ):
             for name in layers:
                 stride = layer_stride(name)
                 part = window.interior(features[name], stride)
@@ -469,8 +544,15 @@ class Run:
                 window.crop(out[name], stride).copy_(part)
         return out
 
-    def _optimise(self, objective: Objective, steps: int, scale_plan: Plan, scale: int, done: int,
-                  exact: Callable[[], Objective] | None = None) -> Iterator[Progress]:
+    def _optimise(
+        self,
+        objective: Objective,
+        steps: int,
+        scale_plan: Plan,
+        scale: int,
+        done: int,
+        exact: Callable[[], Objective] | None = None,
+    ) -> Iterator[Progress]:
         """Up to `steps` optimiser steps on `objective`, one Progress each.
 
         `exact` (the last scale of a low-precision L-BFGS run) makes a float32 objective: once the
@@ -488,8 +570,10 @@ class Run:
             result: Evaluation = objective(x)
             if first and not math.isfinite(result.terms["total"]):
                 bad = [k for k, v in result.terms.items() if k != "total" and not math.isfinite(v)]
-                raise ImpastoError(f"the loss is not finite at the start ({', '.join(bad) or 'total'} overflowed); "
-                                   "lower style_weight, content_weight or tv_weight")
+                raise ImpastoError(
+                    f"the loss is not finite at the start ({', '.join(bad) or 'total'} overflowed); "
+                    "lower style_weight, content_weight or tv_weight"
+                )
             first = False
             last.clear()
             last.update(result.terms)
@@ -509,9 +593,18 @@ class Run:
                     raise ImpastoError("the loss became NaN or infinite; lower style_weight or learning_rate")
                 self.history.append(losses)
                 snapshot = self._image
-                yield Progress(done + step + 1, c.iterations, scale, len(self.sizes), size, losses,
-                               time.perf_counter() - self._start,
-                               functools.partial(_picture, snapshot), scale_plan.tiles, precision)
+                yield Progress(
+                    done + step + 1,
+                    c.iterations,
+                    scale,
+                    len(self.sizes),
+                    size,
+                    losses,
+                    time.perf_counter() - self._start,
+                    functools.partial(_picture, snapshot),
+                    scale_plan.tiles,
+                    precision,
+                )
                 if self.stop_event.is_set() or self._converged(step):
                     return
                 step += 1
@@ -522,8 +615,13 @@ class Run:
             elif x is None:
                 return
 
-    def _optimiser(self, evaluate: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
-                   image: torch.Tensor, steps: int, scale_plan: Plan) -> Iterator[tuple[torch.Tensor, int]]:
+    def _optimiser(
+        self,
+        evaluate: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
+        image: torch.Tensor,
+        steps: int,
+        scale_plan: Plan,
+    ) -> Iterator[tuple[torch.Tensor, int]]:
         if self.config.optimizer == "lbfgs":
             return lbfgs(evaluate, image, steps, history=scale_plan.history)
         return adam(evaluate, image, steps, self.config.learning_rate)
@@ -563,5 +661,6 @@ class Run:
             content = resize_image(self.content, height, width)
             image = color.combine_luminance(color.luminance(image), content)
         seconds = self._seconds if self._seconds is not None else time.perf_counter() - self._start
-        return StylizeResult(image, list(self.history), self.config, seconds, self.interrupted,
-                             peak_bytes(self.painter.device), painted)
+        return StylizeResult(
+            image, list(self.history), self.config, seconds, self.interrupted, peak_bytes(self.painter.device), painted
+        )

@@ -34,8 +34,16 @@ def _is_tensor(value: object) -> TypeIs[torch.Tensor]:
     torch = sys.modules.get("torch")
     return torch is not None and isinstance(value, torch.Tensor)
 
-IMAGE_EXTENSIONS: dict[str, str] = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP",
-                                    ".tif": "TIFF", ".tiff": "TIFF", ".bmp": "BMP"}
+
+IMAGE_EXTENSIONS: dict[str, str] = {
+    ".jpg": "JPEG",
+    ".jpeg": "JPEG",
+    ".png": "PNG",
+    ".webp": "WEBP",
+    ".tif": "TIFF",
+    ".tiff": "TIFF",
+    ".bmp": "BMP",
+}
 MAX_SIDE = 8192
 
 _READABLE = "JPEG, PNG, WebP, TIFF, BMP"
@@ -71,9 +79,11 @@ def _tensor_shape_ok(shape: tuple[int, ...], channels: tuple[int, ...]) -> bool:
 def pil_to_tensor(img: Image.Image) -> torch.Tensor:
     """An RGB or L image as a float32 tensor in [0, 1] of shape (1, 3, H, W) or (1, 1, H, W)."""
     import torch
+
     if img.mode not in ("RGB", "L"):
-        raise _error(f"pil_to_tensor needs an RGB or L image, not mode {img.mode}; "
-                     "load it with read_image or read_mask first")
+        raise _error(
+            f"pil_to_tensor needs an RGB or L image, not mode {img.mode}; load it with read_image or read_mask first"
+        )
     pixels = torch.from_numpy(np.array(img, dtype=np.uint8).reshape(img.height, img.width, -1))
     return pixels.permute(2, 0, 1).unsqueeze(0).to(torch.float32).div(255.0)
 
@@ -81,12 +91,14 @@ def pil_to_tensor(img: Image.Image) -> torch.Tensor:
 def tensor_to_pil(t: torch.Tensor) -> Image.Image:
     """An 8-bit RGB (3 channels) or L (1 channel) image from a float tensor, clamped to [0, 1]."""
     import torch
+
     if not torch.is_floating_point(t):
-        raise _error(f"tensor_to_pil needs a float tensor in [0, 1], not {t.dtype}; "
-                     "divide 8-bit data by 255 first")
+        raise _error(f"tensor_to_pil needs a float tensor in [0, 1], not {t.dtype}; divide 8-bit data by 255 first")
     if not _tensor_shape_ok(tuple(t.shape), (1, 3)):
-        raise _error(f"cannot make an image from a tensor of shape {tuple(t.shape)}; "
-                     "expected (1, 3, H, W), (3, H, W), (1, 1, H, W) or (H, W)")
+        raise _error(
+            f"cannot make an image from a tensor of shape {tuple(t.shape)}; "
+            "expected (1, 3, H, W), (3, H, W), (1, 1, H, W) or (H, W)"
+        )
     chw = t.detach().reshape(-1, *t.shape[-2:])
     values = torch.nan_to_num(chw.to("cpu", torch.float32)).clamp(0.0, 1.0)
     pixels = values.mul(255.0).round().to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
@@ -145,8 +157,7 @@ def _checked(img: Image.Image, label: str) -> Image.Image:
 
 def _too_large(label: str) -> ImpastoError:
     """The message for an image PIL refuses to decode as a possible decompression bomb."""
-    return _error(f"{label} is too large to decode safely (over {Image.MAX_IMAGE_PIXELS} "
-                  "pixels); shrink it first")
+    return _error(f"{label} is too large to decode safely (over {Image.MAX_IMAGE_PIXELS} pixels); shrink it first")
 
 
 def _decode_error(label: str, exc: BaseException) -> ImpastoError:
@@ -159,8 +170,7 @@ def _decode_error(label: str, exc: BaseException) -> ImpastoError:
 def _open_path(source: str | os.PathLike, what: str) -> Image.Image:
     """The decoded, upright image stored at a path."""
     if not isinstance(source, (str, os.PathLike)):
-        raise _error(f"{what} must be a file path, PIL image or tensor, "
-                     f"not {type(source).__name__}; pass a path")
+        raise _error(f"{what} must be a file path, PIL image or tensor, not {type(source).__name__}; pass a path")
     label, path = f"{what} {os.fspath(source)}", Path(source)
     if path.is_dir():
         raise _error(f"{label} is a folder, not an image file; give the path of an image")
@@ -188,14 +198,15 @@ def _from_tensor(t: torch.Tensor, what: str, channels: tuple[int, ...]) -> Image
     shape = tuple(t.shape)
     if not _tensor_shape_ok(shape, channels) or not t.is_floating_point():
         count = " or ".join(map(str, channels))
-        raise _error(f"{what} tensor has shape {shape} and dtype {t.dtype}; expected a float "
-                     f"tensor shaped (1, C, H, W) or (C, H, W) with C = {count}, values in [0, 1]")
+        raise _error(
+            f"{what} tensor has shape {shape} and dtype {t.dtype}; expected a float "
+            f"tensor shaped (1, C, H, W) or (C, H, W) with C = {count}, values in [0, 1]"
+        )
     if t.numel() == 0:
         raise _error(f"{what} tensor of shape {shape} has no pixels; use a real image")
     low, high = float(t.detach().min()), float(t.detach().max())
     if not -1e-3 <= low <= high <= 1.0 + 1e-3:
-        raise _error(f"{what} tensor has values in [{low:g}, {high:g}]; expected [0, 1] "
-                     "(divide 8-bit data by 255)")
+        raise _error(f"{what} tensor has values in [{low:g}, {high:g}]; expected [0, 1] (divide 8-bit data by 255)")
     return tensor_to_pil(t)
 
 
@@ -210,8 +221,9 @@ def _load(source: ImageSource, what: str, channels: tuple[int, ...]) -> Image.Im
     try:
         return _normalized(img)
     except ValueError:
-        raise _error(f"{what} has pixel mode {img.mode}, which impasto cannot convert; "
-                     "save it as an RGB image first") from None
+        raise _error(
+            f"{what} has pixel mode {img.mode}, which impasto cannot convert; save it as an RGB image first"
+        ) from None
 
 
 def read_image(source: ImageSource, what: str = "image") -> Image.Image:
@@ -265,8 +277,9 @@ def _same_file(target: Path, other: str | os.PathLike) -> bool:
     """Whether `other` names the file `target` (same resolved path, or a link to it)."""
     try:
         other_path = Path(other).expanduser().resolve()
-        return other_path == target or (target.exists() and other_path.exists()
-                                        and os.path.samefile(target, other_path))
+        return other_path == target or (
+            target.exists() and other_path.exists() and os.path.samefile(target, other_path)
+        )
     except (OSError, ValueError, TypeError):
         return False
 
@@ -278,11 +291,11 @@ def _ensure_folder(folder: Path, label: str) -> None:
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise _error(f"{label}: cannot create folder {folder} ({_reason(exc)}); "
-                     "check the path and permissions") from None
+        raise _error(
+            f"{label}: cannot create folder {folder} ({_reason(exc)}); check the path and permissions"
+        ) from None
     if not os.access(folder, os.W_OK | os.X_OK):
-        raise _error(f"{label}: folder {folder} is not writable; "
-                     "choose another folder or fix its permissions")
+        raise _error(f"{label}: folder {folder} is not writable; choose another folder or fix its permissions")
 
 
 def check_output_path(path: str | os.PathLike, inputs: Sequence[object] = ()) -> Path:
@@ -303,8 +316,9 @@ def check_output_path(path: str | os.PathLike, inputs: Sequence[object] = ()) ->
         raise _error(f"{label} is a folder; give a file name such as {target / 'result.png'}")
     for other in (p for p in inputs if isinstance(p, (str, os.PathLike))):
         if _same_file(target, other):
-            raise _error(f"{label} is the input {os.fspath(other)}; "
-                         "choose a different output so the input is not overwritten")
+            raise _error(
+                f"{label} is the input {os.fspath(other)}; choose a different output so the input is not overwritten"
+            )
     _ensure_folder(target.parent, label)
     return target
 
@@ -341,8 +355,9 @@ def save_image(img: torch.Tensor | Image.Image, path: str | os.PathLike, **optio
     try:
         fd, temp = _open_temp(target)
     except OSError as exc:
-        raise _error(f"cannot write output {os.fspath(path)} ({_reason(exc)}); "
-                     "check the folder's permissions") from None
+        raise _error(
+            f"cannot write output {os.fspath(path)} ({_reason(exc)}); check the folder's permissions"
+        ) from None
     try:
         with os.fdopen(fd, "wb") as fh:
             picture.save(fh, format=image_format, **{**_SAVE_OPTIONS.get(image_format, {}), **options})
@@ -353,8 +368,9 @@ def save_image(img: torch.Tensor | Image.Image, path: str | os.PathLike, **optio
         temp.unlink(missing_ok=True)
         if not isinstance(exc, Exception):
             raise
-        raise _error(f"cannot write output {os.fspath(path)} ({_reason(exc)}); "
-                     "check free disk space and permissions") from exc
+        raise _error(
+            f"cannot write output {os.fspath(path)} ({_reason(exc)}); check free disk space and permissions"
+        ) from exc
     return target
 
 
@@ -372,20 +388,24 @@ def resize_image(image: torch.Tensor, height: int, width: int) -> torch.Tensor:
     if tuple(image.shape[-2:]) == (height, width):
         return image.clone()
     import torch
+
     shrinking = height < image.shape[-2] or width < image.shape[-1]
-    resized = torch.nn.functional.interpolate(image, size=(height, width), mode="bicubic",
-                                              align_corners=False, antialias=shrinking)
+    resized = torch.nn.functional.interpolate(
+        image, size=(height, width), mode="bicubic", align_corners=False, antialias=shrinking
+    )
     return resized.clamp_(0.0, 1.0)
 
 
 def resize_mask_image(mask: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """A binary (1, 1, height, width) mask: area-averaged (or bilinear when enlarging), then >= 0.5."""
     import torch
+
     if tuple(mask.shape[-2:]) != (height, width):
         shrinking = height <= mask.shape[-2] and width <= mask.shape[-1]
         mode = "area" if shrinking else "bilinear"
-        mask = torch.nn.functional.interpolate(mask, size=(height, width), mode=mode,
-                                               **({} if shrinking else {"align_corners": False}))
+        mask = torch.nn.functional.interpolate(
+            mask, size=(height, width), mode=mode, **({} if shrinking else {"align_corners": False})
+        )
     return (mask >= 0.5).float()
 
 
@@ -394,5 +414,7 @@ def warn_if_stretched(what: str, size: tuple[int, int], target: tuple[int, int],
     ratio by more than 2 %: the image is stretched, which is rarely meant."""
     (w, h), (tw, th) = size, target
     if w and h and tw and th and abs((w / h) / (tw / th) - 1) > 0.02:
-        warnings.warn(f"{what} is {w}x{h} but the {target_what} is {tw}x{th}; "
-                      "it is stretched to fit (give it the same aspect ratio to avoid that)")
+        warnings.warn(
+            f"{what} is {w}x{h} but the {target_what} is {tw}x{th}; "
+            "it is stretched to fit (give it the same aspect ratio to avoid that)"
+        )

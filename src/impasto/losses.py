@@ -39,8 +39,7 @@ def _area(features: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor | f
     return mask.sum().clamp_min(1.0)
 
 
-def gram_matrix(features: torch.Tensor, shift: float = 0.0,
-                mask: torch.Tensor | None = None) -> torch.Tensor:
+def gram_matrix(features: torch.Tensor, shift: float = 0.0, mask: torch.Tensor | None = None) -> torch.Tensor:
     """(C, C) Gram matrix of (F + shift), divided by the number of positions (or the mask's area).
 
     Dividing by M makes Grams of images of different sizes comparable; with equal sizes the
@@ -63,8 +62,13 @@ def _factor(deep: torch.Tensor, shallow: torch.Tensor) -> int:
     return 2 ** max(0, round(math.log2(max(ratio, 1.0))))
 
 
-def cross_gram(deep: torch.Tensor, shallow: torch.Tensor, shift: float = 0.0,
-               mask: torch.Tensor | None = None, factor: int | None = None) -> torch.Tensor:
+def cross_gram(
+    deep: torch.Tensor,
+    shallow: torch.Tensor,
+    shift: float = 0.0,
+    mask: torch.Tensor | None = None,
+    factor: int | None = None,
+) -> torch.Tensor:
     """(C_deep, C_shallow) correlations between two layers (Novak & Nikulin's correlation chain).
 
     The shallower layer's maps are average-pooled by `factor` (the poolings between the layers;
@@ -125,8 +129,10 @@ class StyleRepresentation:
         if self.chain and len(self.layers) < 2:
             raise ImpastoError("correlation_chain needs at least two style layers")
         if self.explicit is not None and len(self.explicit) != len(self.terms):
-            raise ImpastoError(f"got {len(self.explicit)} style_layer_weights for {len(self.terms)} style terms; "
-                               "give one weight per style layer (per adjacent pair with correlation_chain)")
+            raise ImpastoError(
+                f"got {len(self.explicit)} style_layer_weights for {len(self.terms)} style terms; "
+                "give one weight per style layer (per adjacent pair with correlation_chain)"
+            )
 
     @property
     def terms(self) -> list[tuple[str, str | None]]:
@@ -141,8 +147,9 @@ class StyleRepresentation:
             return list(self.explicit)
         return layer_weights(len(self.terms), self.weighting)
 
-    def grams(self, features: Mapping[str, torch.Tensor],
-              masks: Mapping[str, torch.Tensor] | None = None) -> list[torch.Tensor]:
+    def grams(
+        self, features: Mapping[str, torch.Tensor], masks: Mapping[str, torch.Tensor] | None = None
+    ) -> list[torch.Tensor]:
         """One matrix per term of a whole image's features; `masks` maps a layer name to a mask
         at that layer's size. The same sums as the tiled path, divided once."""
         # The image size the features imply: exact at the shallowest layer, and every deeper
@@ -155,8 +162,10 @@ class StyleRepresentation:
 
     def loss(self, grams: Sequence[torch.Tensor], targets: Sequence[torch.Tensor]) -> torch.Tensor:
         """Sum over terms of w_l * E_l, divided by `norm(targets)`."""
-        total = sum((w * gram_loss(g, t) for w, g, t in zip(self.weights, grams, targets)),
-                    torch.zeros((), device=grams[0].device))
+        total = sum(
+            (w * gram_loss(g, t) for w, g, t in zip(self.weights, grams, targets)),
+            torch.zeros((), device=grams[0].device),
+        )
         return total / self.norm(targets)
 
     def norm(self, targets: Sequence[torch.Tensor]) -> float:
@@ -174,8 +183,9 @@ class StyleRepresentation:
         value = float(sum(w * gram_norm(t) for w, t in zip(self.weights, targets)))
         return value if value > 0 else 1.0  # an all-zero style target: nothing to scale by
 
-    def sums(self, features: Mapping[str, torch.Tensor], window: Window,
-             masks: Mapping[str, torch.Tensor] | None = None) -> list[torch.Tensor]:
+    def sums(
+        self, features: Mapping[str, torch.Tensor], window: Window, masks: Mapping[str, torch.Tensor] | None = None
+    ) -> list[torch.Tensor]:
         """Per term, the Gram matrix's sum over the positions `window` owns, not yet divided.
 
         `features` are the window's; `masks` map a layer to its mask over the *whole* image at that
@@ -193,8 +203,9 @@ class StyleRepresentation:
             out.append(a.T @ _flat(window.interior(shallow, stride), self.shift, mask))
         return out
 
-    def areas(self, height: int, width: int,
-              masks: Mapping[str, torch.Tensor] | None = None) -> list[torch.Tensor | float]:
+    def areas(
+        self, height: int, width: int, masks: Mapping[str, torch.Tensor] | None = None
+    ) -> list[torch.Tensor | float]:
         """Per term, what its sums are divided by: the positions of its layer, or its mask's area."""
         out: list[torch.Tensor | float] = []
         for layer, _ in self.terms:

@@ -43,13 +43,22 @@ def image_copies(optimizer: str, history: int) -> int:
     return (2 * history if optimizer == "lbfgs" else 2) + 14
 
 
-def whole_image_bytes(network: VGG, width: int, height: int, content_layers: Sequence[str],
-                      optimizer: str = "lbfgs", history: int = LBFGS_HISTORY) -> int:
+def whole_image_bytes(
+    network: VGG,
+    width: int,
+    height: int,
+    content_layers: Sequence[str],
+    optimizer: str = "lbfgs",
+    history: int = LBFGS_HISTORY,
+) -> int:
     """Memory that grows with the whole image, however it is tiled: the optimiser's copies of
     the image and the content's target features."""
     image = 3 * width * height * 4
-    targets = sum(channels * (width // layer_stride(n)) * (height // layer_stride(n)) * 4
-                  for n in content_layers for channels in [_channels(network, n)])
+    targets = sum(
+        channels * (width // layer_stride(n)) * (height // layer_stride(n)) * 4
+        for n in content_layers
+        for channels in [_channels(network, n)]
+    )
     return image_copies(optimizer, history) * image + targets
 
 
@@ -64,18 +73,30 @@ def pass_bytes(network: VGG, width: int, height: int, last: str) -> int:
     return int(ACTIVATION_FACTOR * activation_bytes(network, width, height, last))
 
 
-def estimate_bytes(network: VGG, width: int, height: int, last: str, device: torch.device | None = None,
-                   history: int = LBFGS_HISTORY, optimizer: str = "lbfgs",
-                   content_layers: Sequence[str] = (), window: tuple[int, int] | None = None,
-                   winograd: bool | None = None) -> int:
+def estimate_bytes(
+    network: VGG,
+    width: int,
+    height: int,
+    last: str,
+    device: torch.device | None = None,
+    history: int = LBFGS_HISTORY,
+    optimizer: str = "lbfgs",
+    content_layers: Sequence[str] = (),
+    window: tuple[int, int] | None = None,
+    winograd: bool | None = None,
+) -> int:
     """Expected peak memory of a run whose final image has this size, on `device` (default CPU).
 
     `window` is the (width, height) of the largest tile with its halo when the run is tiled.
     """
     pass_w, pass_h = window or (width, height)
     filters = network.winograd_bytes(last, device or torch.device("cpu"), winograd)
-    return (pass_bytes(network, pass_w, pass_h, last) + filters + OVERHEAD
-            + whole_image_bytes(network, width, height, content_layers, optimizer, history))
+    return (
+        pass_bytes(network, pass_w, pass_h, last)
+        + filters
+        + OVERHEAD
+        + whole_image_bytes(network, width, height, content_layers, optimizer, history)
+    )
 
 
 def available_bytes(device: torch.device) -> int | None:
@@ -131,15 +152,29 @@ def _forward_bytes(need: Need, width: int, height: int, window: tuple[int, int] 
     """A pass without gradients keeps about two layers' outputs at a time: count them all, once."""
     last = need.network.deepest(need.layers)
     pass_w, pass_h = window or (width, height)
-    return (activation_bytes(need.network, pass_w, pass_h, last) + 3 * width * height * 4
-            + need.network.winograd_bytes(last, need.device, need.winograd) + OVERHEAD)
+    return (
+        activation_bytes(need.network, pass_w, pass_h, last)
+        + 3 * width * height * 4
+        + need.network.winograd_bytes(last, need.device, need.winograd)
+        + OVERHEAD
+    )
 
 
 def _estimate(need: Need, width: int, height: int, history: int, window: tuple[int, int] | None) -> int:
     if need.forward_only:
         return _forward_bytes(need, width, height, window)
-    return estimate_bytes(need.network, width, height, need.network.deepest(need.layers), need.device, history,
-                          need.optimizer, need.content_layers, window, need.winograd)
+    return estimate_bytes(
+        need.network,
+        width,
+        height,
+        need.network.deepest(need.layers),
+        need.device,
+        history,
+        need.optimizer,
+        need.content_layers,
+        window,
+        need.winograd,
+    )
 
 
 def _tile_sizes(need: Need, width: int, height: int) -> list[int | None]:
@@ -200,8 +235,16 @@ def plan(need: Need, width: int, height: int) -> Plan | None:
 def least_bytes(need: Need, width: int, height: int) -> int:
     """The smallest estimate any tiling and history gives for this size."""
     tiles = _tile_sizes(need, width, height)
-    return min(_estimate(need, width, height, MIN_HISTORY if need.optimizer == "lbfgs" else LBFGS_HISTORY,
-                         _window(need, width, height, tile)) for tile in tiles)
+    return min(
+        _estimate(
+            need,
+            width,
+            height,
+            MIN_HISTORY if need.optimizer == "lbfgs" else LBFGS_HISTORY,
+            _window(need, width, height, tile),
+        )
+        for tile in tiles
+    )
 
 
 def largest_fitting(need: Need, width: int, height: int) -> int:
@@ -226,9 +269,11 @@ def memory_error(need: Need, width: int, height: int) -> ImpastoError:
     needed, available = format_bytes(least), format_bytes(budget)
     if needed == available:  # close: say it in megabytes rather than "3.0 GB but 3.0 GB"
         needed, available = f"{math.ceil(least / 2**20)} MB", f"{budget // 2**20} MB"
-    return ImpastoError(f"a {width}x{height} image needs about {needed} of memory{how} but "
-                        f"{available} is available on {need.device.type}; use size {fits} or less"
-                        + ("" if need.tile != "off" else ", or tile auto"))
+    return ImpastoError(
+        f"a {width}x{height} image needs about {needed} of memory{how} but "
+        f"{available} is available on {need.device.type}; use size {fits} or less"
+        + ("" if need.tile != "off" else ", or tile auto")
+    )
 
 
 def peak_bytes(device: torch.device) -> int | None:

@@ -30,7 +30,7 @@ from .errors import ImpastoError
 from .images import check_output_path, save_image
 
 SCHEMA = 1
-KEY = "impasto"          # iTXt chunk: the record as compact JSON
+KEY = "impasto"  # iTXt chunk: the record as compact JSON
 SUMMARY_KEY = "parameters"  # text chunk: one readable line
 HASH_KEY = "settings_hash"  # in the record: settings_hash(record)
 
@@ -53,9 +53,24 @@ InputSource = Union[bytes, str, "os.PathLike[str]", tuple[str, bytes], Mapping[s
 """An input to record: a file path, its bytes, (file name, bytes) for data that has no path, or
 {"file": name, "sha256": hex} for one already hashed."""
 
-__all__ = ["HASH_KEY", "KEY", "RUNTIME_OPTIONS", "SCHEMA", "SETTINGS_SUFFIXES", "SUMMARY_KEY", "can_carry_settings",
-           "config_from_settings", "describe_inputs", "read_settings", "save_png_with_settings", "save_with_settings",
-           "settings_hash", "settings_record", "sha256_of", "summary"]
+__all__ = [
+    "HASH_KEY",
+    "KEY",
+    "RUNTIME_OPTIONS",
+    "SCHEMA",
+    "SETTINGS_SUFFIXES",
+    "SUMMARY_KEY",
+    "can_carry_settings",
+    "config_from_settings",
+    "describe_inputs",
+    "read_settings",
+    "save_png_with_settings",
+    "save_with_settings",
+    "settings_hash",
+    "settings_record",
+    "sha256_of",
+    "summary",
+]
 
 
 def sha256_of(source: bytes | str | os.PathLike) -> str:
@@ -68,8 +83,9 @@ def sha256_of(source: bytes | str | os.PathLike) -> str:
             for block in iter(lambda: fh.read(1 << 20), b""):
                 digest.update(block)
     except OSError as exc:
-        raise ImpastoError(f"cannot read {os.fspath(source)} to record it ({exc.strerror or exc}); "
-                           "check the path") from None
+        raise ImpastoError(
+            f"cannot read {os.fspath(source)} to record it ({exc.strerror or exc}); check the path"
+        ) from None
     return digest.hexdigest()
 
 
@@ -96,8 +112,14 @@ def describe_inputs(inputs: Mapping[str, InputSource]) -> dict[str, dict[str, st
     return {role: _describe_input(source) for role, source in inputs.items()}
 
 
-def settings_record(config: Any, inputs: Mapping[str, InputSource], weights_sha256: str | None = None, *,
-                    device: str | None = None, run: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def settings_record(
+    config: Any,
+    inputs: Mapping[str, InputSource],
+    weights_sha256: str | None = None,
+    *,
+    device: str | None = None,
+    run: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
     """The settings of a picture, as a dict of plain JSON values.
 
     `config` is the run's StyleConfig; `inputs` maps each input's role ("content", "style 1",
@@ -134,8 +156,11 @@ def settings_hash(record: Mapping[str, Any]) -> str:
     inputs = record.get("inputs") or {}
     if "start image" in inputs:
         config.pop("init", None)  # a path: the start image's SHA-256 stands for it
-    identity = {"config": _canonical(config), "weights": record.get("weights_sha256"),
-                "inputs": {role: (info or {}).get("sha256") for role, info in inputs.items()}}
+    identity = {
+        "config": _canonical(config),
+        "weights": record.get("weights_sha256"),
+        "inputs": {role: (info or {}).get("sha256") for role, info in inputs.items()},
+    }
     text = json.dumps(identity, sort_keys=True, separators=(",", ":"), allow_nan=False)
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -195,8 +220,7 @@ def save_png_with_settings(image: Image.Image, path: str | os.PathLike, record: 
     """
     target = check_output_path(path)
     if target.suffix.lower() != ".png":
-        raise ImpastoError(f"output {os.fspath(path)} must be a .png file to carry its settings; "
-                           "use a .png name")
+        raise ImpastoError(f"output {os.fspath(path)} must be a .png file to carry its settings; use a .png name")
     if not isinstance(image, Image.Image):
         raise ImpastoError(f"save_png_with_settings needs a PIL image, not {type(image).__name__}")
     info = PngImagePlugin.PngInfo()
@@ -230,8 +254,10 @@ def save_with_settings(image: Image.Image, path: str | os.PathLike, record: Mapp
     if suffix == ".png":
         return save_png_with_settings(image, path, record)
     if suffix not in _EXIF_FORMATS:
-        raise ImpastoError(f"output {os.fspath(path)} cannot carry its settings ({suffix or 'no extension'}); "
-                           f"use one of {', '.join(SETTINGS_SUFFIXES)}")
+        raise ImpastoError(
+            f"output {os.fspath(path)} cannot carry its settings ({suffix or 'no extension'}); "
+            f"use one of {', '.join(SETTINGS_SUFFIXES)}"
+        )
     if not isinstance(image, Image.Image):
         raise ImpastoError(f"save_with_settings needs a PIL image, not {type(image).__name__}")
     return save_image(image, path, exif=_exif(record))
@@ -244,7 +270,7 @@ def _exif_text(img: Image.Image) -> str | None:
         comment = comment.encode("utf-8", "replace")
     if not isinstance(comment, bytes) or not comment.startswith(_ASCII_CODE):
         return None
-    text = comment[len(_ASCII_CODE):].decode("ascii", "replace").rstrip("\0 ")
+    text = comment[len(_ASCII_CODE) :].decode("ascii", "replace").rstrip("\0 ")
     return text if text.startswith("{") and '"schema"' in text else None
 
 
@@ -290,7 +316,9 @@ def config_from_settings(record: Mapping[str, Any]) -> Any:
     options = dict(record.get("config") or {})
     unknown = sorted(set(options) - fields)
     if unknown:
-        raise ImpastoError(f"the settings name options this impasto does not know: {', '.join(unknown)}; "
-                           f"they come from impasto {record.get('impasto')}")
+        raise ImpastoError(
+            f"the settings name options this impasto does not know: {', '.join(unknown)}; "
+            f"they come from impasto {record.get('impasto')}"
+        )
     values: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in options.items()}
     return StyleConfig(**values)

@@ -22,14 +22,20 @@ class Stopped(Exception):
 class Evaluation:
     """The loss at an image, term by term, and its gradient."""
 
-    total: torch.Tensor           # 0-dim, detached
-    terms: dict[str, float]       # weighted value of each term by name, and "total"
-    gradient: torch.Tensor        # same shape as the image
+    total: torch.Tensor  # 0-dim, detached
+    terms: dict[str, float]  # weighted value of each term by name, and "total"
+    gradient: torch.Tensor  # same shape as the image
 
 
-def feature_windows(network: VGG, image: torch.Tensor, layers: Sequence[str], windows: Sequence[Window],
-                    winograd: bool | None = None, stop: threading.Event | None = None,
-                    dtype: torch.dtype | None = None) -> Iterator[tuple[dict[str, torch.Tensor], Window]]:
+def feature_windows(
+    network: VGG,
+    image: torch.Tensor,
+    layers: Sequence[str],
+    windows: Sequence[Window],
+    winograd: bool | None = None,
+    stop: threading.Event | None = None,
+    dtype: torch.dtype | None = None,
+) -> Iterator[tuple[dict[str, torch.Tensor], Window]]:
     """(features, window) for each window of an image, without gradients; `dtype` is the network
     pass's precision (see VGG.forward)."""
     with torch.no_grad():
@@ -54,9 +60,15 @@ class Objective:
     the terms, their sums and the gradient are float32 whatever it is.
     """
 
-    def __init__(self, network: VGG, terms: Sequence[Term], windows: Sequence[Window] | None = None,
-                 winograd: bool | None = None, stop: threading.Event | None = None,
-                 dtype: torch.dtype | None = None) -> None:
+    def __init__(
+        self,
+        network: VGG,
+        terms: Sequence[Term],
+        windows: Sequence[Window] | None = None,
+        winograd: bool | None = None,
+        stop: threading.Event | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
         names = [t.name for t in terms]
         if len(set(names)) != len(names):
             raise ValueError(f"terms need distinct names, got {names}")
@@ -99,8 +111,9 @@ class Objective:
     def _tiled(self, image: torch.Tensor, windows: Sequence[Window]) -> Evaluation:
         image = image.detach()
         totals: list[Sums] = [{} for _ in self.feature_terms]
-        for features, window in feature_windows(self.network, image, self.layers, windows,
-                                                self.winograd, self.stop, self.dtype):
+        for features, window in feature_windows(
+            self.network, image, self.layers, windows, self.winograd, self.stop, self.dtype
+        ):
             for total, term in zip(totals, self.feature_terms):
                 for key, value in term.sums(features, window).items():
                     total[key] = total[key] + value if key in total else value
@@ -114,9 +127,14 @@ class Objective:
                 raise Stopped
             x = window.pixels(image).requires_grad_(True)
             features = self._features(x)
-            surrogate = sum(((w * s).sum() for term, ws in zip(self.feature_terms, weights)
-                             for s, w in _paired(term.sums(features, window), ws)),
-                            torch.zeros((), device=image.device))
+            surrogate = sum(
+                (
+                    (w * s).sum()
+                    for term, ws in zip(self.feature_terms, weights)
+                    for s, w in _paired(term.sums(features, window), ws)
+                ),
+                torch.zeros((), device=image.device),
+            )
             if surrogate.requires_grad:
                 window.pixels(gradient).add_(self._gradient(surrogate, x))
             del features, surrogate
@@ -142,12 +160,17 @@ class Objective:
         """d (sum of values) / d each sum, detached."""
         flat = [v for sums in leaves for v in sums.values()]
         total = sum(values.values(), torch.zeros(()))
-        grads = (torch.autograd.grad(total, flat, allow_unused=True)
-                 if flat and total.requires_grad else [None] * len(flat))
+        grads = (
+            torch.autograd.grad(total, flat, allow_unused=True) if flat and total.requires_grad else [None] * len(flat)
+        )
         out, i = [], 0
         for sums in leaves:
-            out.append({k: (torch.zeros_like(v) if g is None else g.detach())
-                        for (k, v), g in zip(sums.items(), grads[i:i + len(sums)])})
+            out.append(
+                {
+                    k: (torch.zeros_like(v) if g is None else g.detach())
+                    for (k, v), g in zip(sums.items(), grads[i : i + len(sums)])
+                }
+            )
             i += len(sums)
         return out
 

@@ -38,8 +38,14 @@ def _downhill(g: torch.Tensor, first_step: float) -> torch.Tensor:
     return g * (-first_step / g.abs().max().clamp_min(1e-30))
 
 
-def lbfgs(evaluate: Evaluate, x0: torch.Tensor, steps: int, history: int = 20,
-          first_step: float = 0.05, max_halvings: int = 12) -> Iterator[tuple[torch.Tensor, int]]:
+def lbfgs(
+    evaluate: Evaluate,
+    x0: torch.Tensor,
+    steps: int,
+    history: int = 20,
+    first_step: float = 0.05,
+    max_halvings: int = 12,
+) -> Iterator[tuple[torch.Tensor, int]]:
     """Minimise from x0; yields (x, evaluations used) after each accepted step.
 
     `first_step` bounds the largest change of any element on the first step, before curvature
@@ -80,8 +86,7 @@ def lbfgs(evaluate: Evaluate, x0: torch.Tensor, steps: int, history: int = 20,
         yield x.view(shape), evaluations
 
 
-def adam(evaluate: Evaluate, x0: torch.Tensor, steps: int,
-         learning_rate: float) -> Iterator[tuple[torch.Tensor, int]]:
+def adam(evaluate: Evaluate, x0: torch.Tensor, steps: int, learning_rate: float) -> Iterator[tuple[torch.Tensor, int]]:
     """Adam from x0; yields (x, 1) after each step."""
     x = x0.detach().clone().requires_grad_(True)
     optimizer = torch.optim.Adam([x], lr=learning_rate)

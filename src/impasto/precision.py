@@ -95,8 +95,12 @@ class Shape:
 
 # One shape per VGG block, small enough to time in tens of milliseconds; `share` is the block's part
 # of the multiply-adds to relu5_1 (block 1 10 %, 2 15 %, 3 and 4 36 % each, conv5_1 3 %).
-SHAPES = (Shape(64, 64, 96, 96, 0.10), Shape(128, 128, 64, 64, 0.15),
-          Shape(256, 256, 48, 48, 0.36), Shape(512, 512, 32, 32, 0.39))
+SHAPES = (
+    Shape(64, 64, 96, 96, 0.10),
+    Shape(128, 128, 64, 64, 0.15),
+    Shape(256, 256, 48, 48, 0.36),
+    Shape(512, 512, 32, 32, 0.39),
+)
 
 
 @dataclass(frozen=True)
@@ -146,18 +150,28 @@ class Measurement:
     def describe(self) -> str:
         """A few lines for a benchmark: the timings per shape and the choice."""
         if self.assumed:
-            return (f"precision on {self.device}: not timed (CPU busy), {self.candidate} assumed, as where it was "
-                    "timed; not cached")
+            return (
+                f"precision on {self.device}: not timed (CPU busy), {self.candidate} assumed, as where it was "
+                "timed; not cached"
+            )
         load = ", measured under load" if self.under_load else ""
-        where = (f"cached in {self.path}{load}" if self.path else
-                 "not cached: measured under load, too close to call" if self.under_load and not self.clear
-                 else f"not cached{load}")
-        lines = [f"precision on {self.device}: {self.candidate} {self.speedup:.2f}x float32 over a VGG pass "
-                 f"-> {self.choice} (measured in {self.seconds:.2f} s, {where}); forward + input gradient:"]
+        where = (
+            f"cached in {self.path}{load}"
+            if self.path
+            else "not cached: measured under load, too close to call"
+            if self.under_load and not self.clear
+            else f"not cached{load}"
+        )
+        lines = [
+            f"precision on {self.device}: {self.candidate} {self.speedup:.2f}x float32 over a VGG pass "
+            f"-> {self.choice} (measured in {self.seconds:.2f} s, {where}); forward + input gradient:"
+        ]
         for t in self.timings:
             s = t.shape
-            lines.append(f"  {s.in_channels:>4}->{s.out_channels:<4} {s.height:>3}x{s.width:<3} float32 "
-                         f"{t.fp32_ms:7.1f} ms, {self.candidate} {t.low_ms:7.1f} ms, {t.fp32_ms / t.low_ms:5.2f}x")
+            lines.append(
+                f"  {s.in_channels:>4}->{s.out_channels:<4} {s.height:>3}x{s.width:<3} float32 "
+                f"{t.fp32_ms:7.1f} ms, {self.candidate} {t.low_ms:7.1f} ms, {t.fp32_ms / t.low_ms:5.2f}x"
+            )
         return "\n".join(lines)
 
 
@@ -167,8 +181,9 @@ _LOCK = threading.Lock()
 _MEASUREMENTS: dict[Path, Measurement] = {}
 
 
-def resolve_precision(name: str, device: torch.device, *, measure: Measure | None = None,
-                      native: bool | None = None) -> Precision:
+def resolve_precision(
+    name: str, device: torch.device, *, measure: Measure | None = None, native: bool | None = None
+) -> Precision:
     """The precision `name` (one of PRECISIONS) means on `device`.
 
     fp32 and bf16 are taken as asked (bf16 on the CPU even where it is emulated: slow, but allowed);
@@ -231,9 +246,11 @@ def cpu_report() -> str:
     model, flags = cpu_description()
     relevant = sorted(f for f in flags.split() if f.startswith(("avx512", "amx")) or f in ("avx2", "fma", "bf16"))
     native = ", ".join(bf16_flags()) or "none"
-    return (f"{model}, {os.cpu_count()} logical CPUs, torch {torch.__version__} CPU capability "
-            f"{torch.backends.cpu.get_cpu_capability()}; native bfloat16 flags: {native}; "
-            f"vector flags: {' '.join(relevant) or 'none'}")
+    return (
+        f"{model}, {os.cpu_count()} logical CPUs, torch {torch.__version__} CPU capability "
+        f"{torch.backends.cpu.get_cpu_capability()}; native bfloat16 flags: {native}; "
+        f"vector flags: {' '.join(relevant) or 'none'}"
+    )
 
 
 def measurement(device: torch.device, candidate: str, *, measure: Measure | None = None) -> Measurement:
@@ -253,8 +270,7 @@ def measurement(device: torch.device, candidate: str, *, measure: Measure | None
     return found
 
 
-def cache_path(device: torch.device, candidate: str,
-               threads: int | None = None) -> tuple[Path, dict[str, object]]:
+def cache_path(device: torch.device, candidate: str, threads: int | None = None) -> tuple[Path, dict[str, object]]:
     """The cache file of a measurement on `device` at `threads` (default: torch's current count),
     and the key recorded in it."""
     key = cache_key(device, candidate, threads)
@@ -271,12 +287,16 @@ def cache_key(device: torch.device, candidate: str, threads: int | None = None) 
     """What a measurement depends on: the CPU (model, flags, threads) or GPU, torch, the candidate."""
     key: dict[str, object] = {"torch": torch.__version__, "candidate": candidate, "device": device.type}
     if device.type == "cuda":
-        key.update(gpu=torch.cuda.get_device_name(device), capability=list(torch.cuda.get_device_capability(device)),
-                   cuda=torch.version.cuda)
+        key.update(
+            gpu=torch.cuda.get_device_name(device),
+            capability=list(torch.cuda.get_device_capability(device)),
+            cuda=torch.version.cuda,
+        )
     else:
         model, flags = cpu_description()
-        key.update(cpu=model, flags=hashlib.sha1(flags.encode()).hexdigest()[:16],
-                   threads=threads or torch.get_num_threads())
+        key.update(
+            cpu=model, flags=hashlib.sha1(flags.encode()).hexdigest()[:16], threads=threads or torch.get_num_threads()
+        )
     return key
 
 
@@ -296,7 +316,8 @@ def time_shape(shape: Shape, candidate: str, device: torch.device, repeats: int 
     low_w, low_b, low_x, low_g = (t.to(low) for t in (weight, bias, x, grad))
     ways: list[tuple[Callable, torch.Tensor, torch.Tensor]] = [
         (lambda t: F.conv2d(t, weight, bias, padding=1), x, grad),
-        (lambda t: F.conv2d(t, low_w, low_b, padding=1), low_x, low_g)]
+        (lambda t: F.conv2d(t, low_w, low_b, padding=1), low_x, low_g),
+    ]
     if device.type == "cpu" and shape.in_channels >= MIN_CHANNELS:
         ways.append((WinogradConv3x3(weight, bias), x, grad))
     best = [math.inf] * len(ways)
@@ -343,11 +364,26 @@ def _store(found: Measurement, path: Path, key: dict[str, object]) -> Measuremen
     where it was measured under load and is not clear."""
     if found.assumed or found.under_load and not found.clear:
         return found
-    record = {"format": FORMAT, "key": key, "device": found.device, "seconds": found.seconds,
-              "speedup": found.speedup, "choice": found.choice,
-              "timings": [{"in_channels": t.shape.in_channels, "out_channels": t.shape.out_channels,
-                           "height": t.shape.height, "width": t.shape.width, "fp32_ms": t.fp32_ms,
-                           "low_ms": t.low_ms, "cpu_share": t.cpu_share} for t in found.timings]}
+    record = {
+        "format": FORMAT,
+        "key": key,
+        "device": found.device,
+        "seconds": found.seconds,
+        "speedup": found.speedup,
+        "choice": found.choice,
+        "timings": [
+            {
+                "in_channels": t.shape.in_channels,
+                "out_channels": t.shape.out_channels,
+                "height": t.shape.height,
+                "width": t.shape.width,
+                "fp32_ms": t.fp32_ms,
+                "low_ms": t.low_ms,
+                "cpu_share": t.cpu_share,
+            }
+            for t in found.timings
+        ],
+    }
     if not write_json(path, record):
         return found
     return Measurement(found.device, found.candidate, found.timings, found.seconds, path)
@@ -362,14 +398,17 @@ def _load(path: Path, key: dict[str, object]) -> Measurement | None:
         timings = []
         for shape, entry in zip(SHAPES, record["timings"]):
             if tuple(entry[f] for f in ("in_channels", "out_channels", "height", "width")) != (
-                    shape.in_channels, shape.out_channels, shape.height, shape.width):
+                shape.in_channels,
+                shape.out_channels,
+                shape.height,
+                shape.width,
+            ):
                 return None
             timing = Timing(shape, float(entry["fp32_ms"]), float(entry["low_ms"]), float(entry["cpu_share"]))
             if not all(math.isfinite(v) and v > 0 for v in (timing.fp32_ms, timing.low_ms, timing.cpu_share)):
                 return None
             timings.append(timing)
-        return Measurement(str(record["device"]), str(key["candidate"]), tuple(timings), float(record["seconds"]),
-                           path)
+        return Measurement(str(record["device"]), str(key["candidate"]), tuple(timings), float(record["seconds"]), path)
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
 

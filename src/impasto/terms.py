@@ -86,8 +86,9 @@ class ContentLoss(FeatureTerm):
         self.name, self.weight = name, weight
         self.targets = dict(targets)  # layer -> (1, C, h, w) features of the whole content image
         self.layers = tuple(self.targets)
-        norm = sum(float(content_loss(torch.zeros_like(t), t)) / (t.shape[-2] * t.shape[-1])
-                   for t in self.targets.values())
+        norm = sum(
+            float(content_loss(torch.zeros_like(t), t)) / (t.shape[-2] * t.shape[-1]) for t in self.targets.values()
+        )
         self.norm = norm if norm > 0 else 1.0  # all-zero features: nothing to scale by
 
     def sums(self, features: Mapping[str, torch.Tensor], window: Window) -> Sums:
@@ -99,8 +100,16 @@ class ContentLoss(FeatureTerm):
         return out
 
     def loss(self, sums: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        return sum((total / (self.targets[layer].shape[-2] * self.targets[layer].shape[-1])
-                    for layer, total in sums.items()), torch.zeros(())) / self.norm
+        return (
+            sum(
+                (
+                    total / (self.targets[layer].shape[-2] * self.targets[layer].shape[-1])
+                    for layer, total in sums.items()
+                ),
+                torch.zeros(()),
+            )
+            / self.norm
+        )
 
 
 class StyleLoss(FeatureTerm):
@@ -112,9 +121,16 @@ class StyleLoss(FeatureTerm):
     share the image's Gram sums.
     """
 
-    def __init__(self, representation: StyleRepresentation, targets: Sequence[Sequence[torch.Tensor]],
-                 blend: Sequence[float], masks: Sequence[torch.Tensor | None], size: tuple[int, int],
-                 weight: float, name: str = "style") -> None:
+    def __init__(
+        self,
+        representation: StyleRepresentation,
+        targets: Sequence[Sequence[torch.Tensor]],
+        blend: Sequence[float],
+        masks: Sequence[torch.Tensor | None],
+        size: tuple[int, int],
+        weight: float,
+        name: str = "style",
+    ) -> None:
         self.name, self.weight = name, weight
         self.representation = representation
         self.targets = [list(t) for t in targets]
@@ -126,13 +142,16 @@ class StyleLoss(FeatureTerm):
         self.norms = [representation.norm(t) for t in self.targets]
 
     def _layer_masks(self, mask: torch.Tensor, height: int, width: int) -> dict[str, torch.Tensor]:
-        return {layer: resize_mask(mask, (height // layer_stride(layer), width // layer_stride(layer)))
-                for layer, _ in self.representation.terms}
+        return {
+            layer: resize_mask(mask, (height // layer_stride(layer), width // layer_stride(layer)))
+            for layer, _ in self.representation.terms
+        }
 
     def _keys(self) -> list[str | None]:
         """Which set of sums each style reads: 'u' (shared, unmasked), 'm<i>' (its own mask), None (unused)."""
-        return [None if not w else ("u" if m is None else f"m{i}")
-                for i, (w, m) in enumerate(zip(self.blend, self.masks))]
+        return [
+            None if not w else ("u" if m is None else f"m{i}") for i, (w, m) in enumerate(zip(self.blend, self.masks))
+        ]
 
     def sums(self, features: Mapping[str, torch.Tensor], window: Window) -> Sums:
         out: Sums = {}

@@ -40,7 +40,7 @@ class Window:
 
     def pixels(self, image: torch.Tensor) -> torch.Tensor:
         """The window's pixels of a whole image (a view)."""
-        return image[..., self.top:self.bottom, self.left:self.right]
+        return image[..., self.top : self.bottom, self.left : self.right]
 
     def positions(self, stride: int) -> tuple[slice, slice]:
         """The inner box at a layer of this stride, in positions of the whole image's layer.
@@ -60,7 +60,7 @@ class Window:
         """The inner box of this window's own features at a layer of this stride."""
         rows, cols = self.positions(stride)
         dy, dx = self.top // stride, self.left // stride
-        return features[..., rows.start - dy:rows.stop - dy, cols.start - dx:cols.stop - dx]
+        return features[..., rows.start - dy : rows.stop - dy, cols.start - dx : cols.stop - dx]
 
 
 def _cuts(length: int, tile: int, align: int) -> list[int]:
@@ -82,8 +82,15 @@ def windows(height: int, width: int, tile: int, halo: int, align: int) -> list[W
     out = []
     for top, bottom in zip(rows, rows[1:]):
         for left, right in zip(cols, cols[1:]):
-            out.append(Window(max(0, top - halo), max(0, left - halo), min(height, bottom + halo),
-                              min(width, right + halo), (top, left, bottom, right)))
+            out.append(
+                Window(
+                    max(0, top - halo),
+                    max(0, left - halo),
+                    min(height, bottom + halo),
+                    min(width, right + halo),
+                    (top, left, bottom, right),
+                )
+            )
     return out
 
 

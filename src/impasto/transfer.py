@@ -32,32 +32,56 @@ from .vgg import VGG
 
 ImageLike = Union[str, os.PathLike, PIL.Image.Image, torch.Tensor]  # noqa: UP007 (a runtime alias)
 
-__all__ = ["ImageLike", "Progress", "ProgressCallback", "StylizeResult", "build_network", "read_inputs",
-           "prepare", "resolve_device", "scale_sizes", "split_iterations", "style_layers_for", "stylize"]
+__all__ = [
+    "ImageLike",
+    "Progress",
+    "ProgressCallback",
+    "StylizeResult",
+    "build_network",
+    "read_inputs",
+    "prepare",
+    "resolve_device",
+    "scale_sizes",
+    "split_iterations",
+    "style_layers_for",
+    "stylize",
+]
 
 
-def read_inputs(content: ImageLike, style: ImageLike | list[ImageLike] | tuple[ImageLike, ...],
-                masks: Sequence[ImageLike | None] | None = None
-                ) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor | None]]:
+def read_inputs(
+    content: ImageLike,
+    style: ImageLike | list[ImageLike] | tuple[ImageLike, ...],
+    masks: Sequence[ImageLike | None] | None = None,
+) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor | None]]:
     """Content, styles and masks as float tensors, each problem a one-line ImpastoError."""
     styles = list(style) if isinstance(style, (list, tuple)) else [style]
     if not styles:
         raise ImpastoError("no style image given; pass at least one")
     content_t = pil_to_tensor(read_image(content, "content image"))
-    style_ts = [pil_to_tensor(read_image(s, "style image" if len(styles) == 1 else f"style image {i + 1}"))
-                for i, s in enumerate(styles)]
+    style_ts = [
+        pil_to_tensor(read_image(s, "style image" if len(styles) == 1 else f"style image {i + 1}"))
+        for i, s in enumerate(styles)
+    ]
     if masks is None:
         return content_t, style_ts, [None] * len(styles)
     if len(masks) != len(styles):
-        raise ImpastoError(f"got {len(masks)} style masks for {len(styles)} style images; "
-                           "give one mask per style, in the same order")
+        raise ImpastoError(
+            f"got {len(masks)} style masks for {len(styles)} style images; give one mask per style, in the same order"
+        )
     mask_ts = [None if m is None else pil_to_tensor(read_mask(m, f"style mask {i + 1}")) for i, m in enumerate(masks)]
     return content_t, style_ts, mask_ts
 
 
-def prepare(content: ImageLike, style: ImageLike | list[ImageLike] | tuple[ImageLike, ...], *,
-            masks: Sequence[ImageLike | None] | None = None, config: StyleConfig | None = None,
-            network: VGG | None = None, stop: Any = None, **options: Any) -> Run:
+def prepare(
+    content: ImageLike,
+    style: ImageLike | list[ImageLike] | tuple[ImageLike, ...],
+    *,
+    masks: Sequence[ImageLike | None] | None = None,
+    config: StyleConfig | None = None,
+    network: VGG | None = None,
+    stop: Any = None,
+    **options: Any,
+) -> Run:
     """The run stylize() makes, not yet started: its inputs read and checked, its scales
     planned (`Run.plans`, `Run.tiled`). `Run.finish(callback)` runs it."""
     config = (config or StyleConfig()).replace(**options)
@@ -69,10 +93,17 @@ def prepare(content: ImageLike, style: ImageLike | list[ImageLike] | tuple[Image
     return painter.run(content_t, init=init, stop=stop)
 
 
-def stylize(content: ImageLike, style: ImageLike | list[ImageLike] | tuple[ImageLike, ...], *,
-            masks: Sequence[ImageLike | None] | None = None, config: StyleConfig | None = None,
-            network: VGG | None = None, callback: ProgressCallback | None = None,
-            stop: Any = None, **options: Any) -> StylizeResult:
+def stylize(
+    content: ImageLike,
+    style: ImageLike | list[ImageLike] | tuple[ImageLike, ...],
+    *,
+    masks: Sequence[ImageLike | None] | None = None,
+    config: StyleConfig | None = None,
+    network: VGG | None = None,
+    callback: ProgressCallback | None = None,
+    stop: Any = None,
+    **options: Any,
+) -> StylizeResult:
     """Paint `content` in the style of `style` (one image or a list).
 
     Images may be paths, PIL images or (1, 3, H, W) tensors in [0, 1]. `options` override fields
@@ -81,5 +112,4 @@ def stylize(content: ImageLike, style: ImageLike | list[ImageLike] | tuple[Image
     far (`interrupted=True`), when `stop` (a threading.Event) is set, when `callback` returns
     False, or on Ctrl-C.
     """
-    return prepare(content, style, masks=masks, config=config, network=network, stop=stop,
-                   **options).finish(callback)
+    return prepare(content, style, masks=masks, config=config, network=network, stop=stop, **options).finish(callback)

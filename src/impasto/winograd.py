@@ -25,22 +25,31 @@ MIN_CHANNELS = 256  # input channels from which a layer is faster this way (see 
 MIN_WORK = 40_000_000  # and input channels x output channels x pixels, for small images
 
 # The transforms for interpolation points 0, 1, -1, 2, -2 and infinity (Lavin and Gray, table 1).
-_INPUT_1D = torch.tensor([[4, 0, -5, 0, 1, 0],
-                          [0, -4, -4, 1, 1, 0],
-                          [0, 4, -4, -1, 1, 0],
-                          [0, -2, -1, 2, 1, 0],
-                          [0, 2, -1, -2, 1, 0],
-                          [0, 4, 0, -5, 0, 1]], dtype=torch.float64)
-_FILTER_1D = torch.tensor([[1 / 4, 0, 0],
-                           [-1 / 6, -1 / 6, -1 / 6],
-                           [-1 / 6, 1 / 6, -1 / 6],
-                           [1 / 24, 1 / 12, 1 / 6],
-                           [1 / 24, -1 / 12, 1 / 6],
-                           [0, 0, 1]], dtype=torch.float64)
-_OUTPUT_1D = torch.tensor([[1, 1, 1, 1, 1, 0],
-                           [0, 1, -1, 2, -2, 0],
-                           [0, 1, 1, 4, 4, 0],
-                           [0, 1, -1, 8, -8, 1]], dtype=torch.float64)
+_INPUT_1D = torch.tensor(
+    [
+        [4, 0, -5, 0, 1, 0],
+        [0, -4, -4, 1, 1, 0],
+        [0, 4, -4, -1, 1, 0],
+        [0, -2, -1, 2, 1, 0],
+        [0, 2, -1, -2, 1, 0],
+        [0, 4, 0, -5, 0, 1],
+    ],
+    dtype=torch.float64,
+)
+_FILTER_1D = torch.tensor(
+    [
+        [1 / 4, 0, 0],
+        [-1 / 6, -1 / 6, -1 / 6],
+        [-1 / 6, 1 / 6, -1 / 6],
+        [1 / 24, 1 / 12, 1 / 6],
+        [1 / 24, -1 / 12, 1 / 6],
+        [0, 0, 1],
+    ],
+    dtype=torch.float64,
+)
+_OUTPUT_1D = torch.tensor(
+    [[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]], dtype=torch.float64
+)
 # Both directions of a tile at once, acting on the row-major flattened 6x6 (36) tile.
 _INPUT = torch.kron(_INPUT_1D, _INPUT_1D).float()  # (36, 36)
 _OUTPUT = torch.kron(_OUTPUT_1D, _OUTPUT_1D).float()  # (16, 36)

@@ -20,11 +20,21 @@ from typing import Any
 
 _EXPORTS = {
     "RayExecutor": "cluster",
-    "OUTPUT_FORMATS": "jobs", "Job": "jobs", "cross_jobs": "jobs", "image_files": "jobs", "read_jobs_file": "jobs",
+    "OUTPUT_FORMATS": "jobs",
+    "Job": "jobs",
+    "cross_jobs": "jobs",
+    "image_files": "jobs",
+    "read_jobs_file": "jobs",
     "LocalExecutor": "local",
-    "SUMMARY_NAME": "runner", "BatchEvent": "runner", "BatchResult": "runner", "JobReport": "runner",
+    "SUMMARY_NAME": "runner",
+    "BatchEvent": "runner",
+    "BatchResult": "runner",
+    "JobReport": "runner",
     "run_batch": "runner",
-    "Outcome": "worker", "Step": "worker", "Task": "worker", "Worker": "worker",
+    "Outcome": "worker",
+    "Step": "worker",
+    "Task": "worker",
+    "Worker": "worker",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -34,28 +34,53 @@ def build_parser() -> argparse.ArgumentParser:
     parser = still._Parser(
         prog="impasto batch",
         description="Paint every content in every style (or the jobs of a TOML file) in one run: the network "
-                    "is loaded once per worker, style targets are reused, and a rerun skips what is done.",
+        "is loaded once per worker, style targets are reused, and a rerun skips what is done.",
         epilog="A jobs file has shared defaults at the top (any option by its Python name, e.g. style_weight, "
-               "and styles, masks, improved, output_dir, format) and one [[job]] table per picture (content, "
-               "styles, masks, output, options). Options given here override the file's.")
+        "and styles, masks, improved, output_dir, format) and one [[job]] table per picture (content, "
+        "styles, masks, output, options). Options given here override the file's.",
+    )
     parser.add_argument("jobs_file", nargs="?", metavar="JOBS.toml", help="a TOML file of [[job]] tables")
     parser.add_argument("--contents", nargs="+", metavar="DIR|FILE", help="photos to paint: files or folders")
     parser.add_argument("--styles", nargs="+", metavar="DIR|FILE", help="artworks: files or folders")
-    parser.add_argument("-o", "--output", metavar="OUTDIR",
-                        help="folder for the pictures and batch-summary.csv (with a jobs file: default its "
-                             "output_dir, else its folder)")
-    parser.add_argument("--together", action="store_true",
-                        help="one picture per content in all the styles blended (default: one per style)")
-    parser.add_argument("--style-masks", nargs="+", metavar="MASK",
-                        help="one mask per style, in the same order, used with that style for every content")
-    parser.add_argument("--format", default=None, choices=_formats(), metavar="{" + ",".join(_formats()) + "}",
-                        help="file format of the pictures (default: png)")
-    parser.add_argument("--workers", type=int, default=None, metavar="N",
-                        help="worker processes here, or Ray actors with --ray (default: 1 here; with --ray, "
-                             "the cluster's CPUs divided by --threads)")
-    parser.add_argument("--ray", metavar="ADDRESS",
-                        help="paint on a Ray cluster: auto (on a cluster's node), ray://HOST:10001, or local "
-                             "(start one here); needs pip install 'impasto[ray]'")
+    parser.add_argument(
+        "-o",
+        "--output",
+        metavar="OUTDIR",
+        help="folder for the pictures and batch-summary.csv (with a jobs file: default its "
+        "output_dir, else its folder)",
+    )
+    parser.add_argument(
+        "--together",
+        action="store_true",
+        help="one picture per content in all the styles blended (default: one per style)",
+    )
+    parser.add_argument(
+        "--style-masks",
+        nargs="+",
+        metavar="MASK",
+        help="one mask per style, in the same order, used with that style for every content",
+    )
+    parser.add_argument(
+        "--format",
+        default=None,
+        choices=_formats(),
+        metavar="{" + ",".join(_formats()) + "}",
+        help="file format of the pictures (default: png)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="worker processes here, or Ray actors with --ray (default: 1 here; with --ray, "
+        "the cluster's CPUs divided by --threads)",
+    )
+    parser.add_argument(
+        "--ray",
+        metavar="ADDRESS",
+        help="paint on a Ray cluster: auto (on a cluster's node), ray://HOST:10001, or local "
+        "(start one here); needs pip install 'impasto[ray]'",
+    )
     parser.add_argument("--improved", action="store_true", help="Novak & Nikulin's preset (see impasto --help)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     still._add_config_flags(parser)
@@ -67,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _formats() -> tuple[str, ...]:
     from .jobs import OUTPUT_FORMATS
+
     return OUTPUT_FORMATS
 
 
@@ -82,6 +108,7 @@ def _options(args: dict[str, Any]) -> dict[str, Any]:
 def _jobs(args: dict[str, Any]) -> tuple[list, Path]:
     """The jobs the command line describes, and the output folder."""
     from .jobs import cross_jobs, image_files, jobs_folder, read_jobs_file
+
     jobs_file, contents, styles = args.pop("jobs_file"), args.pop("contents"), args.pop("styles")
     output, together, masks, fmt = args.pop("output"), args.pop("together"), args.pop("style_masks"), args.pop("format")
     options = _options(args)
@@ -98,8 +125,15 @@ def _jobs(args: dict[str, Any]) -> tuple[list, Path]:
     folder = Path(output).expanduser()
     if folder.exists() and not folder.is_dir():
         raise ImpastoError(f"-o {folder} is a file; give a folder for the pictures")
-    jobs = cross_jobs(image_files(contents, "content"), image_files(styles, "style"), folder, config,
-                      together=together, masks=mask_paths, fmt=fmt or "png")
+    jobs = cross_jobs(
+        image_files(contents, "content"),
+        image_files(styles, "style"),
+        folder,
+        config,
+        together=together,
+        masks=mask_paths,
+        fmt=fmt or "png",
+    )
     return jobs, folder
 
 
@@ -108,9 +142,11 @@ def _executor(ray: str | None, workers: int | None, threads: int | None):
         raise ImpastoError(f"--workers {workers} must be at least 1")
     if ray is not None:
         from .cluster import RayExecutor, require_ray
+
         require_ray()  # now, before any work, if the extra is missing
         return RayExecutor(ray, workers, threads or 1)
     from .local import LocalExecutor
+
     return LocalExecutor(workers or 1, threads)
 
 
@@ -124,6 +160,7 @@ class _Bars:
 
     def _write(self, line: str) -> None:
         from tqdm import tqdm
+
         tqdm.write(line, file=sys.stderr)
 
     def __call__(self, event) -> None:
@@ -134,9 +171,17 @@ class _Bars:
         if self.quiet:
             return
         from tqdm import tqdm
+
         if self.outer is None and event.kind in ("started", "done", "stopped"):
-            self.outer = tqdm(total=event.total, initial=event.skipped + event.failed, unit="job",
-                              dynamic_ncols=True, file=sys.stderr, position=0, desc="jobs")
+            self.outer = tqdm(
+                total=event.total,
+                initial=event.skipped + event.failed,
+                unit="job",
+                dynamic_ncols=True,
+                file=sys.stderr,
+                position=0,
+                desc="jobs",
+            )
         if self.outer is None:
             return
         if event.kind in ("done", "failed", "skipped", "stopped"):
@@ -145,8 +190,14 @@ class _Bars:
         if event.kind == "started":
             bar = self.inner.get(event.worker)
             if bar is None:
-                bar = self.inner[event.worker] = tqdm(total=event.job.config.iterations, unit="it", leave=False,
-                                                      dynamic_ncols=True, file=sys.stderr, position=1 + event.worker)
+                bar = self.inner[event.worker] = tqdm(
+                    total=event.job.config.iterations,
+                    unit="it",
+                    leave=False,
+                    dynamic_ncols=True,
+                    file=sys.stderr,
+                    position=1 + event.worker,
+                )
             bar.reset(total=event.job.config.iterations)
             bar.set_description(event.job.name[:40], refresh=True)
         elif event.kind == "step" and event.worker in self.inner:
@@ -168,8 +219,10 @@ def run(argv: Sequence[str]) -> int:
     executor = _executor(ray, workers, threads)
     if ray is None and (workers or 1) == 1 and threads:
         import torch
+
         torch.set_num_threads(threads)  # the front end's to set: the library never does
     from .runner import SUMMARY_NAME, run_batch
+
     summary = folder / SUMMARY_NAME
     bars = _Bars(quiet, to_flags if contents_mode else str)
     stop = threading.Event()
@@ -183,13 +236,17 @@ def run(argv: Sequence[str]) -> int:
 
 def _closing(result, received: list[int], summary: Path, quiet: bool) -> int:
     import signal
+
     done, skipped, failed = result.count("done"), result.count("skipped"), result.count("failed")
     counts = f"{done} written, {skipped} done before, {failed} failed"
     if result.interrupted:
         how = "terminated" if received == [signal.SIGTERM] else "interrupted"
         left = len(result.reports) - done - skipped - failed
-        print(f"impasto: {how}: {counts}, {left} not finished (nothing half-written); "
-              "run the same command again to resume", file=sys.stderr)
+        print(
+            f"impasto: {how}: {counts}, {left} not finished (nothing half-written); "
+            "run the same command again to resume",
+            file=sys.stderr,
+        )
         return still.EXIT_TERMINATED if received == [signal.SIGTERM] else still.EXIT_INTERRUPTED
     if failed:
         print(f"impasto: {failed} of {len(result.reports)} jobs failed ({counts}); see {summary}", file=sys.stderr)
@@ -208,6 +265,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"impasto: error: {to_flags(str(error))}", file=sys.stderr)
         return still.EXIT_USAGE
     except KeyboardInterrupt:
-        print("impasto: interrupted; finished pictures are kept (nothing half-written); "
-              "run the same command again to resume", file=sys.stderr)
+        print(
+            "impasto: interrupted; finished pictures are kept (nothing half-written); "
+            "run the same command again to resume",
+            file=sys.stderr,
+        )
         return still.EXIT_INTERRUPTED

@@ -29,8 +29,9 @@ def require_ray() -> ModuleType:
     try:
         import ray
     except ImportError:
-        raise ImpastoError(f"running on Ray needs Ray, which is not installed; "
-                           f"install it with: {INSTALL_HINT}") from None
+        raise ImpastoError(
+            f"running on Ray needs Ray, which is not installed; install it with: {INSTALL_HINT}"
+        ) from None
     return ray
 
 
@@ -39,6 +40,7 @@ class PainterActor:
 
     def __init__(self, threads: int) -> None:
         import torch
+
         torch.set_num_threads(threads)  # this actor's own process
         self.worker = Worker(fetch=_fetch)
         self.stop_event = threading.Event()
@@ -61,6 +63,7 @@ class PainterActor:
 
 def _fetch(blob: Blob) -> bytes:
     import ray
+
     if isinstance(blob.source, ray.ObjectRef):
         return ray.get(blob.source)
     return read_blob(blob)
@@ -72,8 +75,7 @@ class RayExecutor:
     connected to Ray (ray.init called) uses that connection. `workers` actors (default: the
     cluster's CPUs divided by `threads`) of `threads` CPU threads each."""
 
-    def __init__(self, address: str = "local", workers: int | None = None, threads: int = 1,
-                 retries: int = 2) -> None:
+    def __init__(self, address: str = "local", workers: int | None = None, threads: int = 1, retries: int = 2) -> None:
         if threads < 1:
             raise ImpastoError(f"threads {threads} must be at least 1 for a Ray worker")
         self.address, self.workers, self.threads, self.retries = address, workers, threads, retries
@@ -87,11 +89,17 @@ class RayExecutor:
         started_here = not ray.is_initialized()
         if started_here:
             try:
-                ray.init(address=self.address, include_dashboard=False, log_to_driver=False,
-                         logging_level=logging.WARNING, configure_logging=True)
+                ray.init(
+                    address=self.address,
+                    include_dashboard=False,
+                    log_to_driver=False,
+                    logging_level=logging.WARNING,
+                    configure_logging=True,
+                )
             except ConnectionError as error:
-                raise ImpastoError(f"cannot connect to Ray at {self.address!r} ({error}); "
-                                   "start the cluster first, or use ray local") from None
+                raise ImpastoError(
+                    f"cannot connect to Ray at {self.address!r} ({error}); start the cluster first, or use ray local"
+                ) from None
         workers = self.workers or max(1, int(ray.cluster_resources().get("CPU", 1)) // self.threads)
         self.pool = RayPool(ray, min(workers, len(tasks)), self.threads)
         try:
@@ -111,9 +119,9 @@ class RayPool:
         self._remote = ray.remote(num_cpus=threads, max_concurrency=4)(PainterActor)
         self.actors = [self._remote.remote(threads) for _ in range(size)]
         self._calls: dict[Any, tuple[int, int]] = {}  # paint call -> (slot, task index)
-        self._busy: dict[int, int] = {}       # slot -> task index
-        self._seen: dict[int, int] = {}       # slot -> last iteration reported
-        self._refs: dict[str, Any] = {}       # sha256 -> object reference of the bytes
+        self._busy: dict[int, int] = {}  # slot -> task index
+        self._seen: dict[int, int] = {}  # slot -> last iteration reported
+        self._refs: dict[str, Any] = {}  # sha256 -> object reference of the bytes
 
     def _put(self, blob: Blob) -> Blob:
         if blob.sha256 not in self._refs:

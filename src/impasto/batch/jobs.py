@@ -22,8 +22,16 @@ from ..errors import ImpastoError
 from ..images import IMAGE_EXTENSIONS
 from ..metadata import SETTINGS_SUFFIXES
 
-__all__ = ["Job", "OUTPUT_FORMATS", "check_outputs", "cross_jobs", "image_files", "jobs_folder", "output_name",
-           "read_jobs_file"]
+__all__ = [
+    "Job",
+    "OUTPUT_FORMATS",
+    "check_outputs",
+    "cross_jobs",
+    "image_files",
+    "jobs_folder",
+    "output_name",
+    "read_jobs_file",
+]
 
 OUTPUT_FORMATS = tuple(s.lstrip(".") for s in SETTINGS_SUFFIXES)
 """Formats a batch writes: those that carry their settings, which resuming needs (not BMP)."""
@@ -60,8 +68,11 @@ def image_files(sources: Sequence[str | Path], what: str) -> list[Path]:
     for source in sources:
         path = Path(source).expanduser()
         if path.is_dir():
-            inside = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith(".")
-                            and p.suffix.lower() in IMAGE_EXTENSIONS)
+            inside = sorted(
+                p
+                for p in path.iterdir()
+                if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTENSIONS
+            )
             if not inside:
                 raise ImpastoError(f"{what} folder {path} has no images ({', '.join(IMAGE_EXTENSIONS)})")
             found.extend(inside)
@@ -80,37 +91,51 @@ def output_name(content: Path, styles: Sequence[Path], suffix: str) -> str:
     stem = re.sub(r"[^\w.+-]+", "_", stem).strip("._") or "impasto"
     if len(stem) > _LONGEST_NAME:
         digest = hashlib.sha256(stem.encode()).hexdigest()[:8]
-        stem = f"{stem[:_LONGEST_NAME - 9]}~{digest}"
+        stem = f"{stem[: _LONGEST_NAME - 9]}~{digest}"
     return stem + suffix
 
 
 def _suffix(fmt: str) -> str:
     fmt = fmt.lower().lstrip(".")
     if fmt not in OUTPUT_FORMATS:
-        raise ImpastoError(f"format {fmt!r} is not one of: {', '.join(OUTPUT_FORMATS)} "
-                           "(a batch's outputs carry their settings, which resuming needs)")
+        raise ImpastoError(
+            f"format {fmt!r} is not one of: {', '.join(OUTPUT_FORMATS)} "
+            "(a batch's outputs carry their settings, which resuming needs)"
+        )
     return "." + fmt
 
 
-def cross_jobs(contents: Sequence[Path], styles: Sequence[Path], output_dir: Path, config: StyleConfig, *,
-               together: bool = False, masks: Sequence[Path] | None = None, fmt: str = "png") -> list[Job]:
+def cross_jobs(
+    contents: Sequence[Path],
+    styles: Sequence[Path],
+    output_dir: Path,
+    config: StyleConfig,
+    *,
+    together: bool = False,
+    masks: Sequence[Path] | None = None,
+    fmt: str = "png",
+) -> list[Job]:
     """Every content in every style alone, or (`together`) in all the styles blended.
 
     `masks`, one per style, go with their style in either case. `config.style_blend` needs
     `together` (it weighs the styles of one picture)."""
     suffix = _suffix(fmt)
     if masks is not None and len(masks) != len(styles):
-        raise ImpastoError(f"got {len(masks)} style masks for {len(styles)} style images; "
-                           "give one mask per style, in the same order")
+        raise ImpastoError(
+            f"got {len(masks)} style masks for {len(styles)} style images; give one mask per style, in the same order"
+        )
     if config.style_blend is not None and not together:
         raise ImpastoError("style_blend weighs the styles of one picture; use it with together")
-    groups = [(tuple(styles), tuple(masks or ()))] if together else \
-        [((s,), (masks[i],) if masks else ()) for i, s in enumerate(styles)]
+    groups = (
+        [(tuple(styles), tuple(masks or ()))]
+        if together
+        else [((s,), (masks[i],) if masks else ()) for i, s in enumerate(styles)]
+    )
     jobs = []
     for content in contents:
         for group, group_masks in groups:
             name = output_name(content, group, suffix)
-            jobs.append(Job(name[:-len(suffix)], content, group, output_dir / name, config, group_masks))
+            jobs.append(Job(name[: -len(suffix)], content, group, output_dir / name, config, group_masks))
     check_outputs(jobs)
     return jobs
 
@@ -160,8 +185,9 @@ def _unknown(table: Mapping[str, Any], allowed: Sequence[str]) -> list[str]:
     return sorted(k for k in table if k not in _CONFIG_FIELDS and k not in allowed)
 
 
-def read_jobs_file(path: str | Path, overrides: Mapping[str, Any] | None = None,
-                   output_dir: str | Path | None = None) -> list[Job]:
+def read_jobs_file(
+    path: str | Path, overrides: Mapping[str, Any] | None = None, output_dir: str | Path | None = None
+) -> list[Job]:
     """The jobs of a TOML file: top-level keys are shared defaults (any StyleConfig option, and
     `styles`, `masks`, `improved`, `output_dir`, `format`); each `[[job]]` table has a `content`
     and may set `styles`, `masks`, `output` and any option. Paths are relative to the file's folder,
@@ -172,16 +198,20 @@ def read_jobs_file(path: str | Path, overrides: Mapping[str, Any] | None = None,
     base = path.resolve().parent
     unknown = _unknown({k: v for k, v in data.items() if k != "job"}, _SHARED_KEYS)
     if unknown:
-        raise ImpastoError(f"jobs file {path}: unknown setting {unknown[0]!r}; use StyleConfig option names "
-                           f"or {', '.join(_SHARED_KEYS)}")
+        raise ImpastoError(
+            f"jobs file {path}: unknown setting {unknown[0]!r}; use StyleConfig option names "
+            f"or {', '.join(_SHARED_KEYS)}"
+        )
     tables = data.get("job")
     if not isinstance(tables, list) or not tables or not all(isinstance(t, dict) for t in tables):
         raise ImpastoError(f"jobs file {path} has no [[job]] tables; add one per picture")
     folder = _folder(data, base, output_dir)
     suffix = _suffix(str(data.get("format", "png")))
     shared = _options(data, base)
-    jobs = [_job(i, table, data, shared, dict(overrides or {}), base, folder, suffix)
-            for i, table in enumerate(tables, start=1)]
+    jobs = [
+        _job(i, table, data, shared, dict(overrides or {}), base, folder, suffix)
+        for i, table in enumerate(tables, start=1)
+    ]
     check_outputs(jobs)
     return jobs
 
@@ -198,15 +228,23 @@ def jobs_folder(path: str | Path, output_dir: str | Path | None = None) -> Path:
     return _folder(_load_toml(path), path.resolve().parent, output_dir)
 
 
-def _job(number: int, table: dict[str, Any], shared_table: Mapping[str, Any], shared: dict[str, Any],
-         overrides: dict[str, Any], base: Path, folder: Path, suffix: str) -> Job:
+def _job(
+    number: int,
+    table: dict[str, Any],
+    shared_table: Mapping[str, Any],
+    shared: dict[str, Any],
+    overrides: dict[str, Any],
+    base: Path,
+    folder: Path,
+    suffix: str,
+) -> Job:
     if not isinstance(table.get("content"), str):
-        raise ImpastoError(f"job {number} has no content; give it content = \"photo.jpg\"")
+        raise ImpastoError(f'job {number} has no content; give it content = "photo.jpg"')
     content = base / Path(table["content"]).expanduser()
     label = f"job {number} ({content.name})"
     styles_value = table.get("styles", shared_table.get("styles"))
     if styles_value is None:
-        raise ImpastoError(f"{label} has no styles; give it styles = [\"art.jpg\"] or set styles for all jobs")
+        raise ImpastoError(f'{label} has no styles; give it styles = ["art.jpg"] or set styles for all jobs')
     styles = _paths(styles_value, base, "styles")
     masks_value = table.get("masks", shared_table.get("masks"))
     masks = _paths(masks_value, base, "masks") if masks_value is not None else ()
@@ -217,11 +255,25 @@ def _job(number: int, table: dict[str, Any], shared_table: Mapping[str, Any], sh
     name = output.stem
     unknown = _unknown(table, _JOB_KEYS)
     if unknown:
-        return Job(name, content, styles, output, None, masks,
-                   f"{label}: unknown option {unknown[0]!r}; valid options: {', '.join(sorted(_CONFIG_FIELDS))}")
+        return Job(
+            name,
+            content,
+            styles,
+            output,
+            None,
+            masks,
+            f"{label}: unknown option {unknown[0]!r}; valid options: {', '.join(sorted(_CONFIG_FIELDS))}",
+        )
     if masks and len(masks) != len(styles):
-        return Job(name, content, styles, output, None, masks,
-                   f"{label}: {len(masks)} masks for {len(styles)} styles; give one mask per style")
+        return Job(
+            name,
+            content,
+            styles,
+            output,
+            None,
+            masks,
+            f"{label}: {len(masks)} masks for {len(styles)} styles; give one mask per style",
+        )
     try:
         config = StyleConfig(**{**shared, **_options(table, base), **overrides})
     except (ImpastoError, TypeError) as error:
@@ -236,6 +288,8 @@ def check_outputs(jobs: Sequence[Job]) -> None:
         key = job.output.expanduser().resolve()
         if key in seen:
             other = seen[key]
-            raise ImpastoError(f"two jobs would write {job.output} ({other.content} and {job.content}); "
-                               "rename one of the inputs or give the jobs their own output names")
+            raise ImpastoError(
+                f"two jobs would write {job.output} ({other.content} and {job.content}); "
+                "rename one of the inputs or give the jobs their own output names"
+            )
         seen[key] = job

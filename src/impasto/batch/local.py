@@ -39,8 +39,9 @@ class Pool(Protocol):
     def close(self, at_once: bool = False) -> None: ...
 
 
-def dispatch(tasks: Iterable[Task], pool: Pool, stop: Any, on_event: OnEvent | None = None,
-             retries: int = 2) -> Iterator[Outcome]:
+def dispatch(
+    tasks: Iterable[Task], pool: Pool, stop: Any, on_event: OnEvent | None = None, retries: int = 2
+) -> Iterator[Outcome]:
     """Outcomes of the tasks as they finish. Tasks not started when `stop` is set get none."""
     todo, idle = deque(tasks), deque(range(pool.size))
     busy: dict[int, Task] = {}
@@ -78,8 +79,11 @@ def dispatch(tasks: Iterable[Task], pool: Pool, stop: Any, on_event: OnEvent | N
             if deaths[running.index] <= retries and not stopping:
                 todo.appendleft(running)
             else:
-                yield Outcome.failure(running.index, f"its worker died {deaths[running.index]} times ({payload}); "
-                                                     "it may need more memory than a worker has")
+                yield Outcome.failure(
+                    running.index,
+                    f"its worker died {deaths[running.index]} times ({payload}); "
+                    "it may need more memory than a worker has",
+                )
 
 
 class LocalExecutor:
@@ -90,8 +94,9 @@ class LocalExecutor:
     in-process worker is kept between batches (`worker`), so its network and painters are reused.
     """
 
-    def __init__(self, workers: int = 1, threads: int | None = None, worker: Worker | None = None,
-                 retries: int = 2) -> None:
+    def __init__(
+        self, workers: int = 1, threads: int | None = None, worker: Worker | None = None, retries: int = 2
+    ) -> None:
         self.workers = max(1, int(workers))
         self.threads = threads or child_threads(None, self.workers)
         self.worker = worker if worker is not None else Worker()
@@ -126,6 +131,7 @@ class LocalExecutor:
 def _serve(slot: int, threads: int, inbox: Any, results: Any, stop: Any) -> None:
     """A worker process: paint what arrives in `inbox` until None; report through `results`."""
     import torch
+
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the driver decides
     torch.set_num_threads(threads)
     worker = Worker()
@@ -156,8 +162,12 @@ class ProcessPool:
 
     def _spawn(self, slot: int) -> tuple[Any, Any]:
         inbox = self._context.Queue()
-        process = self._context.Process(target=_serve, args=(slot, self.threads, inbox, self._results, self._stop),
-                                        name=f"impasto-batch-{slot}", daemon=True)
+        process = self._context.Process(
+            target=_serve,
+            args=(slot, self.threads, inbox, self._results, self._stop),
+            name=f"impasto-batch-{slot}",
+            daemon=True,
+        )
         process.start()
         return process, inbox
 

@@ -58,12 +58,12 @@ class JobReport:
 class BatchEvent:
     """Progress of a batch, for a callback: a job started, stepped, ended, or warned."""
 
-    kind: str                   # "skipped", "started", "step", "done", "failed", "stopped", "warning"
+    kind: str  # "skipped", "started", "step", "done", "failed", "stopped", "warning"
     job: Job
-    worker: int | None = None   # the worker's slot, for "started" and "step"
+    worker: int | None = None  # the worker's slot, for "started" and "step"
     step: Step | None = None
     message: str | None = None  # the reason of "failed", the text of "warning"
-    done: int = 0               # jobs written so far in this run
+    done: int = 0  # jobs written so far in this run
     failed: int = 0
     skipped: int = 0
     total: int = 0
@@ -116,6 +116,7 @@ def _plan(job: Job, hashes: dict[Path, str], weights: dict[Any, str]) -> _Planne
             if not key.is_file():
                 raise ImpastoError(f"{role} {path} does not exist; check the path")
             from ..metadata import sha256_of
+
             hashes[key] = sha256_of(key)
         described[role] = {"file": path.name, "sha256": hashes[key]}
     check_output_path(job.output, list(roles.values()))
@@ -145,8 +146,9 @@ def _done_before(planned: _Planned) -> bool:
     if not newer or any(config[name] != defaults[name] for name in newer):
         return False
     older = {name: value for name, value in config.items() if name in recorded}
-    return settings_hash(record) == settings_hash({"config": older, "inputs": planned.inputs,
-                                                    "weights_sha256": planned.weights})
+    return settings_hash(record) == settings_hash(
+        {"config": older, "inputs": planned.inputs, "weights_sha256": planned.weights}
+    )
 
 
 def _task(index: int, planned: _Planned) -> Task:
@@ -158,13 +160,24 @@ def _task(index: int, planned: _Planned) -> Task:
 
     styles = tuple(blob(f"style image {i}") for i in range(1, len(job.styles) + 1))
     masks = tuple(blob(f"style mask {i}") if m is not None else None for i, m in enumerate(job.masks, start=1))
-    return Task(index, blob("content image"), styles, planned.config, masks,
-                blob("start image") if "start image" in roles else None)
+    return Task(
+        index,
+        blob("content image"),
+        styles,
+        planned.config,
+        masks,
+        blob("start image") if "start image" in roles else None,
+    )
 
 
-def run_batch(jobs: Sequence[Job], executor: Executor | None = None, *, stop: Any = None,
-              callback: Callable[[BatchEvent], Any] | None = None, summary: str | os.PathLike | None = None
-              ) -> BatchResult:
+def run_batch(
+    jobs: Sequence[Job],
+    executor: Executor | None = None,
+    *,
+    stop: Any = None,
+    callback: Callable[[BatchEvent], Any] | None = None,
+    summary: str | os.PathLike | None = None,
+) -> BatchResult:
     """Make every job's picture that is not made yet; report each job and write `summary` (CSV).
 
     `executor` paints (default: a LocalExecutor in this process). `stop` (a threading.Event)
@@ -177,8 +190,17 @@ def run_batch(jobs: Sequence[Job], executor: Executor | None = None, *, stop: An
 
     def emit(kind: str, job: Job, **fields: Any) -> None:
         if callback is not None:
-            callback(BatchEvent(kind, job, **fields, total=len(jobs), done=counts["done"], failed=counts["failed"],
-                                skipped=counts["skipped"]))
+            callback(
+                BatchEvent(
+                    kind,
+                    job,
+                    **fields,
+                    total=len(jobs),
+                    done=counts["done"],
+                    failed=counts["failed"],
+                    skipped=counts["skipped"],
+                )
+            )
 
     def finish(index: int, report: JobReport) -> None:
         reports[index] = report
@@ -239,8 +261,12 @@ def _keep(planned: _Planned, outcome: Outcome, emit: Callable[..., None]) -> Job
         return JobReport(job, "failed", outcome.error, outcome.seconds, outcome.iterations)
     if outcome.interrupted or outcome.png is None:
         return JobReport(job, "stopped", "stopped before its end; not written", outcome.seconds, outcome.iterations)
-    run: dict[str, Any] = {"iterations": outcome.iterations, "interrupted": False, "seconds": outcome.seconds,
-           "threads": outcome.threads}
+    run: dict[str, Any] = {
+        "iterations": outcome.iterations,
+        "interrupted": False,
+        "seconds": outcome.seconds,
+        "threads": outcome.threads,
+    }
     if outcome.precision is not None:
         run["precision"] = outcome.precision
     record = settings_record(job.config, planned.inputs, planned.weights, device=outcome.device, run=run)
@@ -257,11 +283,18 @@ def _write_summary(path: Path, jobs: Sequence[Job], reports: dict[int, JobReport
     rows = []
     for index, job in enumerate(jobs):
         report = reports.get(index)
-        rows.append({"job": job.name, "status": report.status if report else "pending", "output": str(job.output),
-                     "seconds": f"{report.seconds:.1f}" if report and report.seconds else "",
-                     "iterations": report.iterations if report and report.iterations else "",
-                     "content": str(job.content), "styles": " ".join(map(str, job.styles)),
-                     "error": (report.error or "") if report else ""})
+        rows.append(
+            {
+                "job": job.name,
+                "status": report.status if report else "pending",
+                "output": str(job.output),
+                "seconds": f"{report.seconds:.1f}" if report and report.seconds else "",
+                "iterations": report.iterations if report and report.iterations else "",
+                "content": str(job.content),
+                "styles": " ".join(map(str, job.styles)),
+                "error": (report.error or "") if report else "",
+            }
+        )
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=_COLUMNS, lineterminator="\n")
     writer.writeheader()

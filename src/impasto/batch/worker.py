@@ -57,10 +57,17 @@ class Task:
 
     def map_blobs(self, change: Callable[[Blob], Blob]) -> Task:
         """The same task with every blob replaced by `change(blob)`."""
+
         def opt(b: Blob | None) -> Blob | None:
             return None if b is None else change(b)
-        return replace(self, content=change(self.content), styles=tuple(change(b) for b in self.styles),
-                       masks=tuple(opt(b) for b in self.masks), init=opt(self.init))
+
+        return replace(
+            self,
+            content=change(self.content),
+            styles=tuple(change(b) for b in self.styles),
+            masks=tuple(opt(b) for b in self.masks),
+            init=opt(self.init),
+        )
 
 
 @dataclass(frozen=True)
@@ -136,8 +143,9 @@ class Worker:
     loaded, by StyleConfig (their key is taken from it).
     """
 
-    def __init__(self, fetch: Callable[[Blob], bytes] = read_blob, keep: int = 8,
-                 networks: dict[StyleConfig, VGG] | None = None) -> None:
+    def __init__(
+        self, fetch: Callable[[Blob], bytes] = read_blob, keep: int = 8, networks: dict[StyleConfig, VGG] | None = None
+    ) -> None:
         self.fetch = fetch
         self.keep = keep
         self.networks: dict[Hashable, VGG] = {_network_key(c): n for c, n in (networks or {}).items()}
@@ -183,9 +191,14 @@ class Worker:
 
         result = painter.paint(content, init=init, stop=stop, callback=report)
         self.painted += 1
-        outcome = Outcome(task.index, iterations=len(result.history), interrupted=result.interrupted,
-                          device=painter.device.type, threads=torch.get_num_threads(),
-                          precision=getattr(getattr(painter, "precision", None), "name", None))
+        outcome = Outcome(
+            task.index,
+            iterations=len(result.history),
+            interrupted=result.interrupted,
+            device=painter.device.type,
+            threads=torch.get_num_threads(),
+            precision=getattr(getattr(painter, "precision", None), "name", None),
+        )
         if result.interrupted:
             return outcome
         buffer = io.BytesIO()
@@ -201,10 +214,11 @@ class Worker:
             self.painters.move_to_end(key)
             return self.painters[key]
         styles = [decode(self.fetch(b), b.name, f"style image {i}") for i, b in enumerate(task.styles, start=1)]
-        masks = [None if b is None else decode(self.fetch(b), b.name, f"style mask {i}", mask=True)
-                 for i, b in enumerate(task.masks, start=1)] or None
-        painter = Painter(styles, masks=masks, config=config, network=self.network(config),
-                          color_reference=content)
+        masks = [
+            None if b is None else decode(self.fetch(b), b.name, f"style mask {i}", mask=True)
+            for i, b in enumerate(task.masks, start=1)
+        ] or None
+        painter = Painter(styles, masks=masks, config=config, network=self.network(config), color_reference=content)
         self.painters[key] = painter
         while len(self.painters) > self.keep:
             self.painters.popitem(last=False)

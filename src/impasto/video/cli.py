@@ -47,21 +47,34 @@ def build_parser() -> argparse.ArgumentParser:
     parser = still._Parser(
         prog="impasto video",
         description="Style a video without flicker (Ruder et al.): each frame starts from the previous "
-                    "stylised frame warped by the optical flow and is held to it where the flow is reliable.")
+        "stylised frame warped by the optical flow and is held to it where the flow is reliable.",
+    )
     parser.add_argument("input", help="a video file, or a folder of frames (sorted by name)")
     parser.add_argument("styles", nargs="+", metavar="style", help="one or more artworks")
-    parser.add_argument("-o", "--output", required=True,
-                        help=f"a video file ({' '.join(VIDEO_CODECS)}) or a folder (frames keep their names)")
-    parser.add_argument("--style-masks", nargs="+", metavar="MASK",
-                        help="one per style: a mask image for every frame, or a folder with one mask per frame")
+    parser.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        help=f"a video file ({' '.join(VIDEO_CODECS)}) or a folder (frames keep their names)",
+    )
+    parser.add_argument(
+        "--style-masks",
+        nargs="+",
+        metavar="MASK",
+        help="one per style: a mask image for every frame, or a folder with one mask per frame",
+    )
     parser.add_argument("--improved", action="store_true", help="Novak & Nikulin's preset (see impasto --help)")
-    parser.add_argument("--fps", type=float, metavar="X",
-                        help="frame rate of a folder of frames (default: 24; a video keeps its own)")
-    parser.add_argument("--restart", action="store_true",
-                        help="start over instead of resuming after the frames the output already has")
-    parser.add_argument("--report", action="store_true",
-                        help="also style each frame alone (into OUTPUT.alone) and print the warping errors, "
-                             "style distances and times")
+    parser.add_argument(
+        "--fps", type=float, metavar="X", help="frame rate of a folder of frames (default: 24; a video keeps its own)"
+    )
+    parser.add_argument(
+        "--restart", action="store_true", help="start over instead of resuming after the frames the output already has"
+    )
+    parser.add_argument(
+        "--report",
+        action="store_true",
+        help="also style each frame alone (into OUTPUT.alone) and print the warping errors, style distances and times",
+    )
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     still._add_config_flags(parser)
     _add_video_flags(parser)
@@ -74,9 +87,13 @@ def _add_video_flags(parser: argparse.ArgumentParser) -> None:
         meta, default = f.metadata, getattr(defaults, f.name)
         kwargs = dict(dest=f.name, default=argparse.SUPPRESS, metavar=meta["metavar"])
         if f.name == "long_term":
-            kwargs.update(nargs="*", type=int, help="hold each frame also to earlier frames, Ruder et al.'s "
-                          f"long-term consistency: at these offsets (default with the flag: "
-                          f"{' '.join(map(str, LONG_TERM_OFFSETS))}; without it: 1)")
+            kwargs.update(
+                nargs="*",
+                type=int,
+                help="hold each frame also to earlier frames, Ruder et al.'s "
+                f"long-term consistency: at these offsets (default with the flag: "
+                f"{' '.join(map(str, LONG_TERM_OFFSETS))}; without it: 1)",
+            )
         else:
             shown = "" if default is None else f" (default: {default:g})"
             kwargs.update(type=int if f.name == "later_iterations" else float, help=meta["help"] + shown)
@@ -132,9 +149,17 @@ class _Bars:
         if quiet:
             return
         from tqdm import tqdm
+
         self._tqdm = tqdm
-        self.outer = tqdm(total=count, initial=done, unit="frame", dynamic_ncols=True, file=sys.stderr,
-                          desc=f"frame {min(done + 1, count)}/{count}", position=0)
+        self.outer = tqdm(
+            total=count,
+            initial=done,
+            unit="frame",
+            dynamic_ncols=True,
+            file=sys.stderr,
+            desc=f"frame {min(done + 1, count)}/{count}",
+            position=0,
+        )
 
     def __call__(self, p: FrameProgress) -> None:
         if self.outer is None:
@@ -147,8 +172,9 @@ class _Bars:
                 self.inner = None
             return
         if self.inner is None:
-            self.inner = self._tqdm(total=p.step.total, unit="it", dynamic_ncols=True, file=sys.stderr,
-                                    leave=False, position=1)
+            self.inner = self._tqdm(
+                total=p.step.total, unit="it", dynamic_ncols=True, file=sys.stderr, leave=False, position=1
+            )
         self.inner.update(p.step.iteration - self.inner.n)
         self.inner.set_description(f"{p.name} {p.step.size[0]}x{p.step.size[1]}", refresh=False)
         self.inner.set_postfix({k: f"{v:.3g}" for k, v in p.step.losses.items()}, refresh=False)
@@ -183,8 +209,10 @@ def run_video(argv: Sequence[str]) -> int:
     report, quiet = args.pop("report"), args.pop("quiet")
     config, video = _configs(args)
     clip = open_clip(source, fps)
-    styles = [pil_to_tensor(read_image(p, "style image" if len(style_paths) == 1 else f"style image {i + 1}"))
-              for i, p in enumerate(style_paths)]
+    styles = [
+        pil_to_tensor(read_image(p, "style image" if len(style_paths) == 1 else f"style image {i + 1}"))
+        for i, p in enumerate(style_paths)
+    ]
     masks = _read_masks(mask_paths)
     folder = _store_folder(output, clip, config)
     network = build_network(config, resolve_device(config.device))
@@ -210,8 +238,16 @@ def run_video(argv: Sequence[str]) -> int:
     return 0
 
 
-def _finish(output: Path, folder: Path, clip: Clip, store: FrameStore, result: ClipResult,
-            received: list[int], keep_frames: bool, quiet: bool) -> int:
+def _finish(
+    output: Path,
+    folder: Path,
+    clip: Clip,
+    store: FrameStore,
+    result: ClipResult,
+    received: list[int],
+    keep_frames: bool,
+    quiet: bool,
+) -> int:
     video_out = is_video_path(output)
     if result.interrupted:
         wrote = f"wrote them to {output}; " if video_out and store.done else ""
@@ -225,13 +261,15 @@ def _finish(output: Path, folder: Path, clip: Clip, store: FrameStore, result: C
 
 def _interrupted(received: list[int], done: int, count: int, where: str) -> int:
     how = "terminated" if received == [signal.SIGTERM] else "interrupted"
-    print(f"impasto: {how} after {done} of {count} frames; {where}; run the same command again to resume",
-          file=sys.stderr)
+    print(
+        f"impasto: {how} after {done} of {count} frames; {where}; run the same command again to resume", file=sys.stderr
+    )
     return still.EXIT_TERMINATED if received == [signal.SIGTERM] else still.EXIT_INTERRUPTED
 
 
 def _report(job: ClipJob, store: FrameStore, alone: FrameStore, result: ClipResult) -> list[str]:
     from .report import clip_report
+
     inputs = [job.frame(image) for image in job.clip.frames()]
     ours = [pil_to_tensor(image) for image in store.finished()]
     alones = [pil_to_tensor(image) for image in alone.finished()]

@@ -23,8 +23,15 @@ import PIL.Image
 from ..errors import ImpastoError
 from ..images import IMAGE_EXTENSIONS, read_image
 
-VIDEO_CODECS = {".mp4": "libx264", ".m4v": "libx264", ".mov": "libx264", ".mkv": "libx264",
-                ".webm": "libvpx-vp9", ".avi": "mpeg4", ".gif": "gif"}
+VIDEO_CODECS = {
+    ".mp4": "libx264",
+    ".m4v": "libx264",
+    ".mov": "libx264",
+    ".mkv": "libx264",
+    ".webm": "libvpx-vp9",
+    ".avi": "mpeg4",
+    ".gif": "gif",
+}
 """Output extension -> the video codec it is written with (GIF: by Pillow, one palette per frame,
 which dithers far better than FFmpeg's fixed 8-bit palette)."""
 AUDIO_CODECS = {".mp4": "aac", ".m4v": "aac", ".mov": "aac", ".mkv": "aac", ".webm": "libopus", ".avi": "libmp3lame"}
@@ -40,8 +47,9 @@ def av_module():
     try:
         import av
     except ImportError:
-        raise ImpastoError("impasto video needs PyAV for video files; "
-                           "install it with: pip install 'impasto[video]'") from None
+        raise ImpastoError(
+            "impasto video needs PyAV for video files; install it with: pip install 'impasto[video]'"
+        ) from None
     return av
 
 
@@ -57,8 +65,11 @@ def _natural_key(name: str) -> list:
 
 def image_files(folder: Path) -> list[Path]:
     """The image files of a folder, sorted by name (numbers in numeric order)."""
-    files = [p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
-             and not p.name.startswith(".")]
+    files = [
+        p
+        for p in folder.iterdir()
+        if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")
+    ]
     return sorted(files, key=lambda p: _natural_key(p.name))
 
 
@@ -67,8 +78,8 @@ class Clip:
     """A clip to style: where it is, its frames' names, count, size and rate, and whether it has sound."""
 
     path: Path
-    names: tuple[str, ...]       # the output file name of each frame
-    size: tuple[int, int]        # (width, height) of every frame
+    names: tuple[str, ...]  # the output file name of each frame
+    size: tuple[int, int]  # (width, height) of every frame
     fps: Fraction
     audio: bool = False
 
@@ -119,8 +130,10 @@ def _open_folder(folder: Path, fps: Fraction) -> Clip:
         if size is None:
             size, first = found, file
         elif found != size:
-            raise ImpastoError(f"frames differ in size: {first.name} is {size[0]}x{size[1]} but {file.name} is "
-                               f"{found[0]}x{found[1]}; give frames of one size")
+            raise ImpastoError(
+                f"frames differ in size: {first.name} is {size[0]}x{size[1]} but {file.name} is "
+                f"{found[0]}x{found[1]}; give frames of one size"
+            )
     assert size is not None  # files is not empty, so the loop set it
     return Clip(folder, tuple(f.name for f in files), size, fps)
 
@@ -140,8 +153,9 @@ def _open_video(file: Path, fps: Fraction | None) -> Clip:
     except ImpastoError:
         raise
     except (av.FFmpegError, OSError, ValueError) as exc:
-        raise ImpastoError(f"input {file} is not a video PyAV can read ({_reason(exc)}); "
-                           "give a video file or a folder of frames") from None
+        raise ImpastoError(
+            f"input {file} is not a video PyAV can read ({_reason(exc)}); give a video file or a folder of frames"
+        ) from None
     if count == 0 or 0 in size:
         raise ImpastoError(f"input {file} has no frames")
     names = tuple(f"frame_{i:05d}.png" for i in range(1, count + 1))
@@ -175,8 +189,9 @@ def _even(image: np.ndarray, codec: str) -> np.ndarray:
     return image[: height - height % 2, : width - width % 2]
 
 
-def write_video(path: str | os.PathLike, frames: Iterable[PIL.Image.Image], fps: Fraction,
-                audio_from: Path | None = None) -> Path:
+def write_video(
+    path: str | os.PathLike, frames: Iterable[PIL.Image.Image], fps: Fraction, audio_from: Path | None = None
+) -> Path:
     """Encode RGB frames to a video file atomically; with `audio_from`, add that file's sound,
     cut to the frames' duration. Returns the path written."""
     av = av_module()
@@ -197,8 +212,15 @@ def write_video(path: str | os.PathLike, frames: Iterable[PIL.Image.Image], fps:
     return target
 
 
-def _encode(av, path: Path, codec: str, audio_codec: str | None, frames: Iterable[PIL.Image.Image],
-            fps: Fraction, audio_from: Path | None) -> int:
+def _encode(
+    av,
+    path: Path,
+    codec: str,
+    audio_codec: str | None,
+    frames: Iterable[PIL.Image.Image],
+    fps: Fraction,
+    audio_from: Path | None,
+) -> int:
     frames = iter(frames)
     first = next(frames, None)
     if first is None:
@@ -232,8 +254,9 @@ def _encode(av, path: Path, codec: str, audio_codec: str | None, frames: Iterabl
 
 def _write_gif(path: Path, first: PIL.Image.Image, rest: Iterator[PIL.Image.Image], fps: Fraction) -> int:
     frames = [first.convert("RGB"), *(image.convert("RGB") for image in rest)]
-    frames[0].save(path, format="GIF", save_all=True, append_images=frames[1:], loop=0,
-                   duration=max(20, round(1000 / fps)))
+    frames[0].save(
+        path, format="GIF", save_all=True, append_images=frames[1:], loop=0, duration=max(20, round(1000 / fps))
+    )
     return len(frames)
 
 
@@ -270,8 +293,10 @@ def check_video_output(path: str | os.PathLike, size: tuple[int, int], fps: Frac
     try:
         _encode(av, probe, codec, None, [black, black], fps, None)
     except (av.FFmpegError, OSError, ValueError) as exc:
-        raise ImpastoError(f"output {target}: PyAV cannot write {codec} video here ({_reason(exc)}); "
-                           f"use another extension: {', '.join(VIDEO_CODECS)}") from None
+        raise ImpastoError(
+            f"output {target}: PyAV cannot write {codec} video here ({_reason(exc)}); "
+            f"use another extension: {', '.join(VIDEO_CODECS)}"
+        ) from None
     finally:
         probe.unlink(missing_ok=True)
     return target
@@ -308,16 +333,20 @@ class FrameStore:
             except (OSError, ValueError):
                 record = {}
             if record.get("fingerprint") != self.fingerprint:
-                raise ImpastoError(f"output folder {self.folder} holds frames of another job (other input, styles "
-                                   "or options); choose another output or pass restart to start over")
+                raise ImpastoError(
+                    f"output folder {self.folder} holds frames of another job (other input, styles "
+                    "or options); choose another output or pass restart to start over"
+                )
             done = int(record.get("done", 0))
             while done and not (self.folder / self.names[done - 1]).exists():
                 done -= 1
             return done
         clash = next((n for n in self.names if (self.folder / n).exists()), None)
         if clash is not None:
-            raise ImpastoError(f"output folder {self.folder} already has {clash}, not written by impasto video; "
-                               "choose an empty folder or pass restart to overwrite")
+            raise ImpastoError(
+                f"output folder {self.folder} already has {clash}, not written by impasto video; "
+                "choose an empty folder or pass restart to overwrite"
+            )
         return 0
 
     def path(self, index: int) -> Path:
@@ -326,6 +355,7 @@ class FrameStore:
     def save(self, index: int, image: PIL.Image.Image) -> None:
         """Write frame `index` and record it done (frames are written in order)."""
         from ..images import save_image
+
         save_image(image, self.path(index))
         self.done = index + 1
         self._write_manifest()

@@ -32,8 +32,9 @@ def opencv():
     try:
         import cv2
     except ImportError:
-        raise ImpastoError("impasto video needs OpenCV for optical flow; "
-                           "install it with: pip install 'impasto[video]'") from None
+        raise ImpastoError(
+            "impasto video needs OpenCV for optical flow; install it with: pip install 'impasto[video]'"
+        ) from None
     return cv2
 
 
@@ -55,16 +56,18 @@ def optical_flow(a: torch.Tensor, b: torch.Tensor, method: str = "dis") -> torch
     if method == "dis":
         flow = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM).calc(first, second, None)
     else:
-        flow = cv2.calcOpticalFlowFarneback(first, second, None, pyr_scale=0.5, levels=4, winsize=15,
-                                            iterations=3, poly_n=5, poly_sigma=1.2, flags=0)
+        flow = cv2.calcOpticalFlowFarneback(
+            first, second, None, pyr_scale=0.5, levels=4, winsize=15, iterations=3, poly_n=5, poly_sigma=1.2, flags=0
+        )
     return torch.from_numpy(np.ascontiguousarray(flow)).permute(2, 0, 1).unsqueeze(0).float()
 
 
 def _sample_grid(flow: torch.Tensor) -> torch.Tensor:
     """Where each pixel's flow lands, as grid_sample's normalised (x, y) with align_corners=True."""
     _, _, height, width = flow.shape
-    ys, xs = torch.meshgrid(torch.arange(height, dtype=flow.dtype), torch.arange(width, dtype=flow.dtype),
-                            indexing="ij")
+    ys, xs = torch.meshgrid(
+        torch.arange(height, dtype=flow.dtype), torch.arange(width, dtype=flow.dtype), indexing="ij"
+    )
     x = (xs + flow[0, 0]) * (2 / max(width - 1, 1)) - 1
     y = (ys + flow[0, 1]) * (2 / max(height - 1, 1)) - 1
     return torch.stack((x, y), dim=-1).unsqueeze(0)
@@ -77,16 +80,16 @@ def warp(image: torch.Tensor, flow: torch.Tensor, mode: str = "bilinear") -> tor
     is clamped to the image's range, which its overshoot would leave."""
     if image.shape[-2:] != flow.shape[-2:]:
         raise ValueError(f"image {tuple(image.shape)} and flow {tuple(flow.shape)} must have one size")
-    out = F.grid_sample(image, _sample_grid(flow.to(image.dtype)), mode=mode, padding_mode="border",
-                        align_corners=True)
+    out = F.grid_sample(image, _sample_grid(flow.to(image.dtype)), mode=mode, padding_mode="border", align_corners=True)
     return out.clamp(image.min(), image.max()) if mode == "bicubic" else out
 
 
 def inside(flow: torch.Tensor) -> torch.Tensor:
     """(1, 1, H, W) bool: where x + flow(x) lands inside the frame."""
     _, _, height, width = flow.shape
-    ys, xs = torch.meshgrid(torch.arange(height, dtype=flow.dtype), torch.arange(width, dtype=flow.dtype),
-                            indexing="ij")
+    ys, xs = torch.meshgrid(
+        torch.arange(height, dtype=flow.dtype), torch.arange(width, dtype=flow.dtype), indexing="ij"
+    )
     x, y = xs + flow[0, 0], ys + flow[0, 1]
     return ((x >= 0) & (x <= width - 1) & (y >= 0) & (y <= height - 1)).view(1, 1, height, width)
 
@@ -97,8 +100,7 @@ def resize_flow(flow: torch.Tensor, height: int, width: int) -> torch.Tensor:
         return flow.clone()
     scale = torch.tensor([width / flow.shape[-1], height / flow.shape[-2]], dtype=flow.dtype).view(1, 2, 1, 1)
     shrinking = height < flow.shape[-2] or width < flow.shape[-1]
-    resized = F.interpolate(flow, size=(height, width), mode="bilinear", align_corners=False,
-                            antialias=shrinking)
+    resized = F.interpolate(flow, size=(height, width), mode="bilinear", align_corners=False, antialias=shrinking)
     return resized * scale
 
 

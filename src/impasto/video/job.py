@@ -49,30 +49,52 @@ class VideoConfig:
     """Options of the video job beyond a still image's. `help` is what `impasto video --help` prints."""
 
     temporal_weight: float = field(
-        default=200.0, metadata={"metavar": "X", "help": "weight of the temporal loss that holds each frame to "
-                               "the previous stylised frame warped into it (0 = none)"})
+        default=200.0,
+        metadata={
+            "metavar": "X",
+            "help": "weight of the temporal loss that holds each frame to "
+            "the previous stylised frame warped into it (0 = none)",
+        },
+    )
     long_term: tuple[int, ...] = field(
-        default=(1,), metadata={"metavar": "OFFSET", "help": "earlier frames each frame is held to, as offsets "
-                                "(1 = the previous frame)"})
+        default=(1,),
+        metadata={
+            "metavar": "OFFSET",
+            "help": "earlier frames each frame is held to, as offsets (1 = the previous frame)",
+        },
+    )
     later_iterations: int | None = field(
-        default=None, metadata={"metavar": "N", "help": "optimiser steps of each later frame, at the full size "
-                                "(default: a fifth of the first frame's work)"})
+        default=None,
+        metadata={
+            "metavar": "N",
+            "help": "optimiser steps of each later frame, at the full size "
+            "(default: a fifth of the first frame's work)",
+        },
+    )
     later_tolerance: float = field(
-        default=2e-3, metadata={"metavar": "X", "help": "end a later frame early when its loss improves by less "
-                                "than this fraction over 10 steps (0 = never)"})
+        default=2e-3,
+        metadata={
+            "metavar": "X",
+            "help": "end a later frame early when its loss improves by less "
+            "than this fraction over 10 steps (0 = never)",
+        },
+    )
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.temporal_weight) and self.temporal_weight >= 0):
             raise ImpastoError(f"temporal_weight must be a finite number of at least 0, got {self.temporal_weight!r}")
         if not (math.isfinite(self.later_tolerance) and self.later_tolerance >= 0):
             raise ImpastoError(f"later_tolerance must be a finite number of at least 0, got {self.later_tolerance!r}")
-        if self.later_iterations is not None and not (isinstance(self.later_iterations, int)
-                                                      and self.later_iterations >= 0):
+        if self.later_iterations is not None and not (
+            isinstance(self.later_iterations, int) and self.later_iterations >= 0
+        ):
             raise ImpastoError(f"later_iterations must be a whole number of at least 0, got {self.later_iterations!r}")
         offsets = self.long_term
         if not offsets or any(not isinstance(o, int) or o < 1 for o in offsets) or 1 not in offsets:
-            raise ImpastoError(f"long_term offsets {' '.join(map(str, offsets))} must be whole numbers of at least 1, "
-                               "including 1 (the previous frame)")
+            raise ImpastoError(
+                f"long_term offsets {' '.join(map(str, offsets))} must be whole numbers of at least 1, "
+                "including 1 (the previous frame)"
+            )
         object.__setattr__(self, "long_term", tuple(sorted(set(offsets))))
 
     def replace(self, **changes) -> VideoConfig:
@@ -97,7 +119,7 @@ class FrameProgress:
     count: int
     name: str
     step: Progress | None
-    seconds: float | None = None     # the frame's time, once it is done
+    seconds: float | None = None  # the frame's time, once it is done
 
 
 @dataclass
@@ -131,9 +153,17 @@ class ClipJob:
     compares with.
     """
 
-    def __init__(self, clip: Clip, styles: Sequence[torch.Tensor], *,
-                 masks: Sequence[MaskInput] | None = None, config: StyleConfig | None = None,
-                 video: VideoConfig | None = None, network: VGG | None = None, independent: bool = False) -> None:
+    def __init__(
+        self,
+        clip: Clip,
+        styles: Sequence[torch.Tensor],
+        *,
+        masks: Sequence[MaskInput] | None = None,
+        config: StyleConfig | None = None,
+        video: VideoConfig | None = None,
+        network: VGG | None = None,
+        independent: bool = False,
+    ) -> None:
         self.clip, self.styles = clip, list(styles)
         self.independent = independent
         if not independent:
@@ -141,17 +171,23 @@ class ClipJob:
         self.config, self.video = config or StyleConfig(), video or VideoConfig()
         self.masks = list(masks) if masks is not None else [None] * len(self.styles)
         if len(self.masks) != len(self.styles):
-            raise ImpastoError(f"got {len(self.masks)} style masks for {len(self.styles)} style images; "
-                               "give one mask (or one folder of masks) per style, in the same order")
+            raise ImpastoError(
+                f"got {len(self.masks)} style masks for {len(self.styles)} style images; "
+                "give one mask (or one folder of masks) per style, in the same order"
+            )
         for i, m in enumerate(self.masks):
             if m is not None and not isinstance(m, torch.Tensor) and len(m) != clip.count:
-                raise ImpastoError(f"style mask folder {i + 1} has {len(m)} masks for {clip.count} frames; "
-                                   "give one mask per frame")
-        self.size = fit_longest(*clip.size, self.config.size)   # (width, height) of every output frame
+                raise ImpastoError(
+                    f"style mask folder {i + 1} has {len(m)} masks for {clip.count} frames; give one mask per frame"
+                )
+        self.size = fit_longest(*clip.size, self.config.size)  # (width, height) of every output frame
         later = self.video.later_iterations
         self.later_config = self.config.replace(
-            iterations=later if later is not None else later_iterations(self.config), scales=1,
-            tolerance=self.video.later_tolerance, init="content")
+            iterations=later if later is not None else later_iterations(self.config),
+            scales=1,
+            tolerance=self.video.later_tolerance,
+            init="content",
+        )
         self.network = network
         self._painters: dict[bool, Painter] = {}
         self._reference: torch.Tensor | None = None
@@ -182,9 +218,12 @@ class ClipJob:
         return resize_image(pil_to_tensor(image), height, width)
 
     def _frame_masks(self, index: int) -> list[torch.Tensor | None]:
-        return [m if m is None or isinstance(m, torch.Tensor)
-                else pil_to_tensor(read_mask(m[index], f"style mask {i + 1} of frame {index + 1}"))
-                for i, m in enumerate(self.masks)]
+        return [
+            m
+            if m is None or isinstance(m, torch.Tensor)
+            else pil_to_tensor(read_mask(m[index], f"style mask {i + 1} of frame {index + 1}"))
+            for i, m in enumerate(self.masks)
+        ]
 
     def painter(self, later: bool = False, index: int = 0) -> Painter:
         """The painter of frame `index`: the first frame's, or the later frames' (fewer steps, one
@@ -192,8 +231,13 @@ class ClipJob:
         if False not in self._painters:
             if self._reference is None and self.config.preserve_color != "none":
                 self._reference = self.frame(next(self.clip.frames(0)))  # the whole clip keeps frame 1's colours
-            self._painters[False] = Painter(self.styles, masks=self._frame_masks(0), config=self.config,
-                                            network=self.network, color_reference=self._reference)
+            self._painters[False] = Painter(
+                self.styles,
+                masks=self._frame_masks(0),
+                config=self.config,
+                network=self.network,
+                color_reference=self._reference,
+            )
             self.network = self._painters[False].network
         base = self._painters[False]
         if later and True not in self._painters:
@@ -211,16 +255,22 @@ class ClipJob:
 
     # --- one frame -----------------------------------------------------------------------------
 
-    def paint_first(self, content: torch.Tensor, stop: threading.Event | None = None,
-                    callback: Callable[[Progress], object] | None = None, index: int = 0) -> StylizeResult:
+    def paint_first(
+        self,
+        content: torch.Tensor,
+        stop: threading.Event | None = None,
+        callback: Callable[[Progress], object] | None = None,
+        index: int = 0,
+    ) -> StylizeResult:
         """The first frame (or any frame alone), painted in full."""
         init = None
         if self.config.init not in ("content", "noise", "style"):
             init = pil_to_tensor(read_image(self.config.init, "start image"))
         return self.painter(False, index).paint(content, init=init, stop=stop, callback=callback)
 
-    def temporal_term(self, content: torch.Tensor, earlier: Sequence[tuple[torch.Tensor, torch.Tensor]]
-                      ) -> tuple[TemporalLoss, torch.Tensor]:
+    def temporal_term(
+        self, content: torch.Tensor, earlier: Sequence[tuple[torch.Tensor, torch.Tensor]]
+    ) -> tuple[TemporalLoss, torch.Tensor]:
         """The temporal loss of a frame and its start image, from (content, stylised) pairs of the
         earlier frames it is held to, nearest first (the first is the previous frame)."""
         flows, weights = [], []
@@ -229,23 +279,31 @@ class ClipJob:
             forward = optical_flow(earlier_content, content)
             flows.append(backward)
             weights.append(reliability(backward, forward))
-        constraints = [Constraint(self._space(stylised), flow, w)
-                       for (_, stylised), flow, w in zip(earlier, flows, long_term_weights(weights))]
+        constraints = [
+            Constraint(self._space(stylised), flow, w)
+            for (_, stylised), flow, w in zip(earlier, flows, long_term_weights(weights))
+        ]
         seen = weights[0]
         start = seen * warp(self._space(earlier[0][1]), flows[0], "bicubic") + (1 - seen) * self._space(content)
         return TemporalLoss(constraints, self.video.temporal_weight), start.clamp(0, 1)
 
-    def paint_later(self, index: int, content: torch.Tensor,
-                    earlier: Sequence[tuple[torch.Tensor, torch.Tensor]], stop: threading.Event | None = None,
-                    callback: Callable[[Progress], object] | None = None) -> StylizeResult:
+    def paint_later(
+        self,
+        index: int,
+        content: torch.Tensor,
+        earlier: Sequence[tuple[torch.Tensor, torch.Tensor]],
+        stop: threading.Event | None = None,
+        callback: Callable[[Progress], object] | None = None,
+    ) -> StylizeResult:
         """A later frame: from the previous stylised frame warped into it, held there by the temporal loss."""
         term, start = self.temporal_term(content, earlier)
         return self.painter(True, index).paint(content, init=start, terms=[term], stop=stop, callback=callback)
 
     # --- the clip ------------------------------------------------------------------------------
 
-    def run(self, store: FrameStore, stop: threading.Event | None = None,
-            callback: FrameCallback | None = None) -> ClipResult:
+    def run(
+        self, store: FrameStore, stop: threading.Event | None = None, callback: FrameCallback | None = None
+    ) -> ClipResult:
         """Style the frames `store` does not have yet, in order (it should be made with this job's
         fingerprint). Stops between steps when `stop` is set or `callback` returns False: the frame
         under way is dropped, the finished ones are kept."""
@@ -275,16 +333,24 @@ class ClipJob:
                 store.save(index, picture)
                 outputs[index] = pil_to_tensor(picture)  # what a resumed run reads back
                 seconds[index] = time.perf_counter() - started
-                if callback is not None and callback(FrameProgress(index, clip.count, clip.names[index], None,
-                                                                   seconds[index])) is False:
+                if (
+                    callback is not None
+                    and callback(FrameProgress(index, clip.count, clip.names[index], None, seconds[index])) is False
+                ):
                     stop.set()
         except KeyboardInterrupt:
             pass
         return ClipResult(store.done, clip.count, seconds, store.done < clip.count)
 
-    def _paint(self, index: int, content: torch.Tensor, contents: dict[int, torch.Tensor],
-               outputs: dict[int, torch.Tensor], stop: threading.Event,
-               callback: FrameCallback | None) -> StylizeResult:
+    def _paint(
+        self,
+        index: int,
+        content: torch.Tensor,
+        contents: dict[int, torch.Tensor],
+        outputs: dict[int, torch.Tensor],
+        stop: threading.Event,
+        callback: FrameCallback | None,
+    ) -> StylizeResult:
         def step(progress: Progress) -> object:
             if callback is None:
                 return None

@@ -27,7 +27,7 @@ class Motion:
     """The backward flow of frame t+1 (to frame t) and where it is not occluded, per pair."""
 
     flows: tuple[torch.Tensor, ...]
-    visible: tuple[torch.Tensor, ...]     # (1, 1, H, W) float, 1 = not occluded
+    visible: tuple[torch.Tensor, ...]  # (1, 1, H, W) float, 1 = not occluded
 
 
 def measure_motion(inputs: Sequence[torch.Tensor], method: str = "farneback") -> Motion:
@@ -72,32 +72,48 @@ class ClipReport:
     input_error: float
     alone_error: float
     error: float
-    style_ratio_mean: float       # our style distance / the frame alone's, mean over frames
+    style_ratio_mean: float  # our style distance / the frame alone's, mean over frames
     style_ratio_max: float
     first_seconds: float | None
-    later_seconds: float | None   # mean over the later frames painted in this run
+    later_seconds: float | None  # mean over the later frames painted in this run
 
     def lines(self) -> list[str]:
-        out = [f"warping error over {self.frames} frames (Lai et al.; Farneback flow, non-occluded pixels, "
-               "RGB in [0, 1]):",
-               f"  input frames           {self.input_error:.6f}",
-               f"  each frame alone       {self.alone_error:.6f}",
-               f"  impasto video          {self.error:.6f}  ({self.error / max(self.alone_error, 1e-12):.2f}x "
-               "the frames alone)",
-               f"style distance / frame alone's: mean {self.style_ratio_mean:.2f}x, worst {self.style_ratio_max:.2f}x"]
+        out = [
+            f"warping error over {self.frames} frames (Lai et al.; Farneback flow, non-occluded pixels, "
+            "RGB in [0, 1]):",
+            f"  input frames           {self.input_error:.6f}",
+            f"  each frame alone       {self.alone_error:.6f}",
+            f"  impasto video          {self.error:.6f}  ({self.error / max(self.alone_error, 1e-12):.2f}x "
+            "the frames alone)",
+            f"style distance / frame alone's: mean {self.style_ratio_mean:.2f}x, worst {self.style_ratio_max:.2f}x",
+        ]
         if self.first_seconds and self.later_seconds is not None:
-            out.append(f"time: first frame {self.first_seconds:.1f} s, later frames {self.later_seconds:.1f} s each "
-                       f"({self.later_seconds / self.first_seconds:.2f}x the first)")
+            out.append(
+                f"time: first frame {self.first_seconds:.1f} s, later frames {self.later_seconds:.1f} s each "
+                f"({self.later_seconds / self.first_seconds:.2f}x the first)"
+            )
         return out
 
 
-def clip_report(inputs: Sequence[torch.Tensor], ours: Sequence[torch.Tensor], alone: Sequence[torch.Tensor],
-                painter: Painter, first_seconds: float | None = None,
-                later_seconds: Sequence[float] = ()) -> ClipReport:
+def clip_report(
+    inputs: Sequence[torch.Tensor],
+    ours: Sequence[torch.Tensor],
+    alone: Sequence[torch.Tensor],
+    painter: Painter,
+    first_seconds: float | None = None,
+    later_seconds: Sequence[float] = (),
+) -> ClipReport:
     """Compare a styled clip with its frames styled alone, on the input's motion."""
     motion = measure_motion(inputs)
     ratios = [style_distance(painter, o) / max(style_distance(painter, a), 1e-12) for o, a in zip(ours, alone)]
     later = sum(later_seconds) / len(later_seconds) if later_seconds else None
-    return ClipReport(len(inputs), warping_error(inputs, motion), warping_error(alone, motion),
-                      warping_error(ours, motion), sum(ratios) / len(ratios), max(ratios), first_seconds, later)
-
+    return ClipReport(
+        len(inputs),
+        warping_error(inputs, motion),
+        warping_error(alone, motion),
+        warping_error(ours, motion),
+        sum(ratios) / len(ratios),
+        max(ratios),
+        first_seconds,
+        later,
+    )

@@ -54,15 +54,18 @@ class Constraint:
     """One earlier stylised frame, the flow that brings it into the current frame, and the
     per-pixel weights of that flow; all at the current frame's full size."""
 
-    previous: torch.Tensor   # (1, C, H, W) the earlier stylised frame, in the optimised pixels
-    flow: torch.Tensor       # (1, 2, H, W) backward flow, current frame -> earlier frame
-    weights: torch.Tensor    # (1, 1, H, W) in [0, 1]
+    previous: torch.Tensor  # (1, C, H, W) the earlier stylised frame, in the optimised pixels
+    flow: torch.Tensor  # (1, 2, H, W) backward flow, current frame -> earlier frame
+    weights: torch.Tensor  # (1, 1, H, W) in [0, 1]
 
     def resized(self, height: int, width: int) -> Constraint:
         if tuple(self.flow.shape[-2:]) == (height, width):
             return self
-        return Constraint(resize_image(self.previous, height, width), resize_flow(self.flow, height, width),
-                          resize_weights(self.weights, height, width))
+        return Constraint(
+            resize_image(self.previous, height, width),
+            resize_flow(self.flow, height, width),
+            resize_weights(self.weights, height, width),
+        )
 
     def target(self) -> torch.Tensor:
         """The earlier stylised frame warped into the current frame (bicubic: warped from frame to

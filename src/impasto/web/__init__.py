@@ -21,8 +21,9 @@ def require_gradio() -> ModuleType:
     try:
         import gradio
     except ImportError:
-        raise ImpastoError(f"the web page needs Gradio, which is not installed; "
-                           f"install it with: {INSTALL_HINT}") from None
+        raise ImpastoError(
+            f"the web page needs Gradio, which is not installed; install it with: {INSTALL_HINT}"
+        ) from None
     if not gradio.__version__.startswith("6."):
         raise ImpastoError(f"the web page needs Gradio 6, not {gradio.__version__}; install it with: {INSTALL_HINT}")
     return gradio

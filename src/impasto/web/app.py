@@ -27,10 +27,10 @@ else:
     gr = require_gradio()  # this module is the page; importing it without Gradio says what to install
 
 TITLE = "impasto studio"
-MAX_FILE_SIZE = "25MB"   # largest upload the server accepts
+MAX_FILE_SIZE = "25MB"  # largest upload the server accepts
 LOSS_COLOURS = {"total": "#222222", "content": "#1f77b4", "style": "#dd2e44", "tv": "#e8a317"}
-PLOT_POINTS = 200       # iterations drawn in the loss plot, at most
-QUEUE_SIZE = 16          # jobs that may wait; more are turned away with a message
+PLOT_POINTS = 200  # iterations drawn in the loss plot, at most
+QUEUE_SIZE = 16  # jobs that may wait; more are turned away with a message
 UPLOAD_SOURCES: tuple[Literal["upload", "clipboard"], ...] = ("upload", "clipboard")
 CSS = """
 #status { min-height: 2.2em; }
@@ -39,9 +39,11 @@ CSS = """
                   margin-right: 0.3em; vertical-align: -0.1em; }
 #legend p { margin: 0.15em 0; }
 """
-INTRO = ("**impasto studio** — paint a photo in the style of one or more artworks. "
-         "Upload a content photo and a style, paint where each style goes if you like, then **Run**. "
-         "The picture forms on the right; **Stop** keeps it as it is.")
+INTRO = (
+    "**impasto studio** — paint a photo in the style of one or more artworks. "
+    "Upload a content photo and a style, paint where each style goes if you like, then **Run**. "
+    "The picture forms on the right; **Stop** keeps it as it is."
+)
 
 
 class UploadImage(gr.Image):
@@ -66,8 +68,14 @@ def _layers(editor: dict | None) -> list[np.ndarray]:
     return list((editor or {}).get("layers") or [])
 
 
-def create_app(network: VGG | None = None, *, base: StyleConfig | None = None, folder: str | Path | None = None,
-               preview_every: float = 1.0, weights_sha256: str | None = None) -> Any:
+def create_app(
+    network: VGG | None = None,
+    *,
+    base: StyleConfig | None = None,
+    folder: str | Path | None = None,
+    preview_every: float = 1.0,
+    weights_sha256: str | None = None,
+) -> Any:
     """The page, as Gradio Blocks (not yet served; see `launch`).
 
     `network` is shared by every job (default: the VGG that `base` names, loaded now); `base`
@@ -77,6 +85,7 @@ def create_app(network: VGG | None = None, *, base: StyleConfig | None = None, f
     base = base or StyleConfig()
     if network is None:
         from ..engine import build_network, resolve_device
+
         network = build_network(base, resolve_device(base.device))
     studio = jobs.Studio(network, folder, preview_every=preview_every, weights_sha256=weights_sha256)
     base = base.replace(device=studio.device)
@@ -85,15 +94,34 @@ def create_app(network: VGG | None = None, *, base: StyleConfig | None = None, f
     return blocks
 
 
-def launch(app: Any, *, host: str = "127.0.0.1", port: int = 7860, max_file_size: str | int = MAX_FILE_SIZE,
-           block: bool = True, quiet: bool = False) -> str:
+def launch(
+    app: Any,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 7860,
+    max_file_size: str | int = MAX_FILE_SIZE,
+    block: bool = True,
+    quiet: bool = False,
+) -> str:
     """Serve the page on host:port, never through a public share link; returns its address."""
     try:
         app.queue(max_size=QUEUE_SIZE, default_concurrency_limit=1).launch(
-            server_name=host, server_port=port, share=False, max_file_size=max_file_size, show_error=True,
-            prevent_thread_lock=not block, quiet=quiet, inbrowser=False, ssr_mode=False, mcp_server=False,
-            enable_monitoring=False, pwa=False, footer_links=["api", "settings"], css=CSS,
-            allowed_paths=[str(app.impasto_results)] if hasattr(app, "impasto_results") else None)
+            server_name=host,
+            server_port=port,
+            share=False,
+            max_file_size=max_file_size,
+            show_error=True,
+            prevent_thread_lock=not block,
+            quiet=quiet,
+            inbrowser=False,
+            ssr_mode=False,
+            mcp_server=False,
+            enable_monitoring=False,
+            pwa=False,
+            footer_links=["api", "settings"],
+            css=CSS,
+            allowed_paths=[str(app.impasto_results)] if hasattr(app, "impasto_results") else None,
+        )
     except OSError as error:
         reason = "the port is in use" if "empty port" in str(error) else str(error).splitlines()[0]
         raise ImpastoError(f"cannot serve on {host}:{port} ({reason}); choose another port with --port") from None
@@ -134,29 +162,57 @@ class _Page:
     # --- layout --------------------------------------------------------------------------------
 
     def _inputs(self) -> None:
-        self.content = UploadImage(label="Content photo", type="filepath", sources=list(UPLOAD_SOURCES), height=260,
-                              elem_id="content")
+        self.content = UploadImage(
+            label="Content photo", type="filepath", sources=list(UPLOAD_SOURCES), height=260, elem_id="content"
+        )
         self.style_count = gr.State(1)
         self.tabs, self.styles, self.weights, self.masks, self.mask_uploads = [], [], [], [], []
         with gr.Tabs():
             for i, colour in enumerate(jobs.STYLE_COLOURS, start=1):
                 with gr.Tab(f"Style {i}", visible=i == 1, id=f"style-tab-{i}") as tab:
                     with gr.Row(equal_height=False):
-                        self.styles.append(UploadImage(label=f"Style {i}", type="filepath",
-                                                       sources=list(UPLOAD_SOURCES), height=200,
-                                                       elem_id=f"style-{i}"))
+                        self.styles.append(
+                            UploadImage(
+                                label=f"Style {i}",
+                                type="filepath",
+                                sources=list(UPLOAD_SOURCES),
+                                height=200,
+                                elem_id=f"style-{i}",
+                            )
+                        )
                         with gr.Column():
-                            self.weights.append(gr.Slider(0, 1, value=1, step=0.05, elem_id=f"weight-{i}",
-                                                          label=controls.label("style_blend").capitalize(),
-                                                          info=controls.hint("style_blend")))
-                            self.mask_uploads.append(gr.UploadButton("Upload a mask (white = this style)",
-                                                                     file_types=["image"], size="sm",
-                                                                     elem_id=f"mask-upload-{i}"))
-                    self.masks.append(gr.ImageMask(
-                        label=f"Paint where style {i} goes (nothing painted: everywhere)",
-                        sources=(), transforms=(), layers=False, type="numpy", height=300, elem_id=f"mask-{i}",
-                        brush=gr.Brush(colors=[(colour, jobs.MASK_OPACITY)], color_mode="fixed"),
-                        eraser=gr.Eraser()))
+                            self.weights.append(
+                                gr.Slider(
+                                    0,
+                                    1,
+                                    value=1,
+                                    step=0.05,
+                                    elem_id=f"weight-{i}",
+                                    label=controls.label("style_blend").capitalize(),
+                                    info=controls.hint("style_blend"),
+                                )
+                            )
+                            self.mask_uploads.append(
+                                gr.UploadButton(
+                                    "Upload a mask (white = this style)",
+                                    file_types=["image"],
+                                    size="sm",
+                                    elem_id=f"mask-upload-{i}",
+                                )
+                            )
+                    self.masks.append(
+                        gr.ImageMask(
+                            label=f"Paint where style {i} goes (nothing painted: everywhere)",
+                            sources=(),
+                            transforms=(),
+                            layers=False,
+                            type="numpy",
+                            height=300,
+                            elem_id=f"mask-{i}",
+                            brush=gr.Brush(colors=[(colour, jobs.MASK_OPACITY)], color_mode="fixed"),
+                            eraser=gr.Eraser(),
+                        )
+                    )
                 self.tabs.append(tab)
         self.add_style = gr.Button("+ Add a style", size="sm", elem_id="add-style")
 
@@ -171,39 +227,58 @@ class _Page:
                 self.options["style_weight"] = controls.build(gr, "style_weight", names)
                 self.options["seed"] = controls.build(gr, "seed", names)
             with gr.Row():
-                self.preset = gr.Radio(list(controls.PRESETS), value="Gatys et al.", label="Preset",
-                                       info="Novak & Nikulin: geometric layer weights, all conv layers, "
-                                            "activation shift -1, correlation chain", elem_id="preset")
+                self.preset = gr.Radio(
+                    list(controls.PRESETS),
+                    value="Gatys et al.",
+                    label="Preset",
+                    info="Novak & Nikulin: geometric layer weights, all conv layers, "
+                    "activation shift -1, correlation chain",
+                    elem_id="preset",
+                )
                 self.options["preserve_color"] = controls.build(gr, "preserve_color", names)
         with gr.Accordion("Advanced", open=False, elem_id="advanced"):
             for start in range(0, len(controls.ADVANCED), 2):
                 with gr.Row():
-                    for name in controls.ADVANCED[start:start + 2]:
+                    for name in controls.ADVANCED[start : start + 2]:
                         self.options[name] = controls.build(gr, name, names)
             gr.Markdown(f"Set when the server starts: {self._server_line()}.")
 
     def _server_line(self) -> str:
         b = self.base
-        return (f"network {self.studio.network.arch.upper()} ({b.weights or 'default weights'}), "
-                f"{b.pooling} pooling, device {b.device}")
+        return (
+            f"network {self.studio.network.arch.upper()} ({b.weights or 'default weights'}), "
+            f"{b.pooling} pooling, device {b.device}"
+        )
 
     def _outputs(self) -> None:
-        self.painting = gr.Image(label="Painting", interactive=False, format="png", height=420,
-                                 elem_id="painting", buttons=["fullscreen"])
+        self.painting = gr.Image(
+            label="Painting", interactive=False, format="png", height=420, elem_id="painting", buttons=["fullscreen"]
+        )
         self.status = gr.Markdown("Upload a content photo and a style, then press **Run**.", elem_id="status")
         with gr.Row():
             self.run_button = gr.Button("Run", variant="primary", elem_id="run")
             self.stop_button = gr.Button("Stop", variant="stop", elem_id="stop")
             self.download = gr.DownloadButton("Download PNG", interactive=False, elem_id="download")
         # No label above the plot: with one, Gradio's fixed height cuts off the legend.
-        self.plot = gr.LinePlot(x="iteration", y="log10 loss", color="term", label="Loss", show_label=False,
-                                height=250, x_title="iteration", y_title="loss (log10)", color_title="",
-                                elem_id="loss", color_map=LOSS_COLOURS)
+        self.plot = gr.LinePlot(
+            x="iteration",
+            y="log10 loss",
+            color="term",
+            label="Loss",
+            show_label=False,
+            height=250,
+            x_title="iteration",
+            y_title="loss (log10)",
+            color_title="",
+            elem_id="loss",
+            color_map=LOSS_COLOURS,
+        )
         self.ticket = gr.State(None)
 
     def _regions(self) -> None:
-        self.regions = gr.Image(label="Which style goes where", interactive=False, height=200,
-                                format="png", elem_id="regions", buttons=[])
+        self.regions = gr.Image(
+            label="Which style goes where", interactive=False, height=200, format="png", elem_id="regions", buttons=[]
+        )
         self.legend = gr.HTML(elem_id="legend")
 
     # --- events --------------------------------------------------------------------------------
@@ -211,31 +286,61 @@ class _Page:
     def _events(self) -> None:
         region_inputs = [self.content, *self.styles, *self.masks]
         helper: dict[str, Any] = dict(api_visibility="undocumented")  # callable, but not advertised in the API page
-        self.content.change(_readable(self.new_content), [self.content, self.style_count], self.masks,
-                            api_name="content", **helper)
+        self.content.change(
+            _readable(self.new_content), [self.content, self.style_count], self.masks, api_name="content", **helper
+        )
         for i, (style, upload) in enumerate(zip(self.styles, self.mask_uploads), start=1):
-            style.upload(_readable(functools.partial(self.check_style, i)), style, None,
-                         api_name=f"check_style_{i}", **helper)
-            upload.upload(_readable(functools.partial(self.load_mask, i)), [upload, self.content],
-                          self.masks[i - 1], api_name=f"load_mask_{i}", **helper)
+            style.upload(
+                _readable(functools.partial(self.check_style, i)), style, None, api_name=f"check_style_{i}", **helper
+            )
+            upload.upload(
+                _readable(functools.partial(self.load_mask, i)),
+                [upload, self.content],
+                self.masks[i - 1],
+                api_name=f"load_mask_{i}",
+                **helper,
+            )
         for trigger in (self.content.change, *(s.change for s in self.styles), *(m.change for m in self.masks)):
-            trigger(self.show_regions, region_inputs, [self.regions, self.legend], api_visibility="private",
-                    concurrency_limit=None, show_progress="hidden")
-        self.add_style.click(self.more_styles, [self.style_count, self.content],
-                             [self.style_count, *self.tabs, self.add_style, *self.masks],
-                             api_visibility="private", concurrency_limit=None)
-        self.preset.change(self.apply_preset, self.preset, [self.options[n] for n in controls.IMPROVED],
-                           api_visibility="private", concurrency_limit=None)
+            trigger(
+                self.show_regions,
+                region_inputs,
+                [self.regions, self.legend],
+                api_visibility="private",
+                concurrency_limit=None,
+                show_progress="hidden",
+            )
+        self.add_style.click(
+            self.more_styles,
+            [self.style_count, self.content],
+            [self.style_count, *self.tabs, self.add_style, *self.masks],
+            api_visibility="private",
+            concurrency_limit=None,
+        )
+        self.preset.change(
+            self.apply_preset,
+            self.preset,
+            [self.options[n] for n in controls.IMPROVED],
+            api_visibility="private",
+            concurrency_limit=None,
+        )
         kwargs = {"content": self.content, "ticket": self.ticket, **self.options}
         for i in range(len(self.styles)):
-            kwargs.update({f"style_{i + 1}": self.styles[i], f"weight_{i + 1}": self.weights[i],
-                           f"mask_{i + 1}": self.masks[i]})
+            kwargs.update(
+                {f"style_{i + 1}": self.styles[i], f"weight_{i + 1}": self.weights[i], f"mask_{i + 1}": self.masks[i]}
+            )
         # Arm the Stop switch first, so a Stop pressed while the job waits in the queue counts.
-        armed = self.run_button.click(self.arm, None, [self.ticket, self.status], api_visibility="private",
-                                      concurrency_limit=None)
-        armed.then(self._paint_handler(kwargs), inputs_kwargs=kwargs,
-                   outputs=[self.painting, self.status, self.plot, self.download], api_name="paint",
-                   concurrency_limit=1, concurrency_id="paint", show_progress_on=[self.painting])
+        armed = self.run_button.click(
+            self.arm, None, [self.ticket, self.status], api_visibility="private", concurrency_limit=None
+        )
+        armed.then(
+            self._paint_handler(kwargs),
+            inputs_kwargs=kwargs,
+            outputs=[self.painting, self.status, self.plot, self.download],
+            api_name="paint",
+            concurrency_limit=1,
+            concurrency_id="paint",
+            show_progress_on=[self.painting],
+        )
         self.stop_button.click(self.stop, None, None, api_name="stop", concurrency_limit=None)
 
     def _paint_handler(self, inputs: dict[str, Any]) -> Callable:
@@ -244,6 +349,7 @@ class _Page:
         Inputs that may be left out (the content and the first style may not) default to None,
         which a client then need not send; the others default to the widget's value.
         """
+
         def paint(request: gr.Request, **values: Any) -> Iterator[list[Any]]:
             yield from self.paint(request, **values)
 
@@ -252,8 +358,11 @@ class _Page:
         keyword = inspect.Parameter.KEYWORD_ONLY
         paint.__signature__ = inspect.Signature(  # type: ignore[attr-defined]  # typeshed lacks __signature__
             [inspect.Parameter("request", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=gr.Request)]
-            + [inspect.Parameter(n, keyword, default=None if n in optional else inspect.Parameter.empty)
-               for n in inputs])
+            + [
+                inspect.Parameter(n, keyword, default=None if n in optional else inspect.Parameter.empty)
+                for n in inputs
+            ]
+        )
         paint.__annotations__ = {"request": gr.Request}
         paint.__doc__ = self.paint.__doc__
         return paint
@@ -272,8 +381,11 @@ class _Page:
     def _blank_editor(self, path: str | None) -> dict | None:
         if not path:
             return None
-        return {"background": jobs.editor_background(jobs.read_upload(path, "content image")), "layers": [],
-                "composite": None}
+        return {
+            "background": jobs.editor_background(jobs.read_upload(path, "content image")),
+            "layers": [],
+            "composite": None,
+        }
 
     def check_style(self, index: int, path: str | None) -> None:
         if path:
@@ -285,8 +397,9 @@ class _Page:
             raise ImpastoError("upload the content photo first; a mask marks areas of it")
         mask = jobs.read_mask_upload(str(getattr(file, "name", file)), f"style mask {index}")
         if np.asarray(mask).max() < 128:  # in the editor, nothing marked would mean everywhere
-            raise ImpastoError(f"style mask {index} is all black, so it marks no area; "
-                               "upload one that is white where the style goes")
+            raise ImpastoError(
+                f"style mask {index} is all black, so it marks no area; upload one that is white where the style goes"
+            )
         photo = jobs.read_upload(content, "content image")
         jobs.check_mask_shape(mask, photo.size, f"style mask {index}")
         background = jobs.editor_background(photo)
@@ -294,7 +407,7 @@ class _Page:
         return {"background": background, "layers": [layer], "composite": None}
 
     def show_regions(self, content: str | None, *rest: Any) -> tuple[Any, str]:
-        styles, editors = rest[:len(self.styles)], rest[len(self.styles):]
+        styles, editors = rest[: len(self.styles)], rest[len(self.styles) :]
         used = [i for i, s in enumerate(styles) if s]
         try:
             photo = jobs.read_upload(content, "content image") if content else None
@@ -312,9 +425,12 @@ class _Page:
             editor = self._blank_editor(content)
         except ImpastoError:
             editor = None
-        return [count, *(gr.Tab(visible=i < count) for i in range(len(self.tabs))),
-                gr.Button(visible=count < len(self.tabs)),
-                *(editor if i == count - 1 else gr.skip() for i in range(len(self.masks)))]
+        return [
+            count,
+            *(gr.Tab(visible=i < count) for i in range(len(self.tabs))),
+            gr.Button(visible=count < len(self.tabs)),
+            *(editor if i == count - 1 else gr.skip() for i in range(len(self.masks))),
+        ]
 
     def apply_preset(self, preset: str) -> list[Any]:
         return [controls.PRESETS[preset][name] for name in controls.IMPROVED]
@@ -348,9 +464,15 @@ class _Page:
             job = self.job(values)
             for frame in self.studio.paint(job, stop):
                 picture = frame.image if frame.image is not None else frame.preview
-                yield [gr.skip() if picture is None else picture, frame.status, _plot(frame.history),
-                       gr.DownloadButton(value=None if frame.download is None else str(frame.download),
-                                         interactive=frame.download is not None)]
+                yield [
+                    gr.skip() if picture is None else picture,
+                    frame.status,
+                    _plot(frame.history),
+                    gr.DownloadButton(
+                        value=None if frame.download is None else str(frame.download),
+                        interactive=frame.download is not None,
+                    ),
+                ]
         except ImpastoError as error:
             message = controls.to_labels(str(error))
             yield [gr.skip(), f"Cannot paint: {message}", gr.skip(), gr.skip()]
@@ -367,8 +489,7 @@ def _plot(history: list[dict[str, float]], points: int = PLOT_POINTS) -> Any | N
         return None  # nothing yet (an empty table would fix the plot's axes as categories)
     stride = max(1, -(-len(history) // points))
     kept = sorted({*range(0, len(history), stride), len(history) - 1})
-    rows = [(i + 1, term, float(np.log10(max(value, 1e-30))))
-            for i in kept for term, value in history[i].items()]
+    rows = [(i + 1, term, float(np.log10(max(value, 1e-30)))) for i in kept for term, value in history[i].items()]
     return pd.DataFrame(rows, columns=["iteration", "term", "log10 loss"])
 
 
@@ -377,8 +498,10 @@ def _legend(used: list[int], masks: list[Any], paths: list[str]) -> str:
     for i, mask, path in zip(used, masks, paths):
         where = "everywhere" if mask is None else f"{np.asarray(mask).mean() / 2.55:.0f} % of the photo"
         colour = jobs.STYLE_COLOURS[i]
-        lines.append(f'<p><span class="swatch" style="background:{colour}"></span>'
-                     f"Style {i + 1} ({html.escape(Path(path).name)}): {where}</p>")
+        lines.append(
+            f'<p><span class="swatch" style="background:{colour}"></span>'
+            f"Style {i + 1} ({html.escape(Path(path).name)}): {where}</p>"
+        )
     if any(m is not None for m in masks):
         lines.append('<p><span class="swatch" style="background:#999"></span>grey: no style, the photo stays</p>')
     return "".join(lines)

@@ -19,13 +19,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="impasto web",
         description="Serve impasto's studio page: upload a photo and styles, paint masks, watch the "
-                    "picture form, stop it, download a PNG that carries its settings.")
-    parser.add_argument("--host", default=DEFAULT_HOST,
-                        help=f"address to listen on (default: {DEFAULT_HOST}, this machine only; "
-                             "0.0.0.0 lets other machines on your network in)")
+        "picture form, stop it, download a PNG that carries its settings.",
+    )
+    parser.add_argument(
+        "--host",
+        default=DEFAULT_HOST,
+        help=f"address to listen on (default: {DEFAULT_HOST}, this machine only; "
+        "0.0.0.0 lets other machines on your network in)",
+    )
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default: {DEFAULT_PORT})")
-    parser.add_argument("--max-upload", default=None, metavar="SIZE",
-                        help="largest file an upload may be, e.g. 25MB (default: 25MB)")
+    parser.add_argument(
+        "--max-upload", default=None, metavar="SIZE", help="largest file an upload may be, e.g. 25MB (default: 25MB)"
+    )
     return parser
 
 
@@ -43,6 +48,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     reuse_freed_memory()
     page = app.create_app(weights_sha256=sha256_of(default_weights_path()))
     print(f"impasto web: serving on http://{args.host}:{args.port} (Ctrl-C to stop)", file=sys.stderr)
-    app.launch(page, host=args.host, port=args.port, max_file_size=args.max_upload or app.MAX_FILE_SIZE,
-               quiet=True)
+    app.launch(page, host=args.host, port=args.port, max_file_size=args.max_upload or app.MAX_FILE_SIZE, quiet=True)
     return 0

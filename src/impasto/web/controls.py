@@ -26,8 +26,7 @@ PER_STYLE = ("style_blend",)  # each style's blend weight, beside the style
 FIELDS = {f.name: f for f in dataclasses.fields(StyleConfig)}
 ADVANCED = tuple(n for n in FIELDS if n not in UP_FRONT + SERVER + PER_STYLE)
 LABELS = {"style_weight": "style strength", "tv_weight": "total-variation weight", "style_blend": "blend weight"}
-PRESETS = {"Gatys et al.": {name: FIELDS[name].default for name in IMPROVED},
-           "Novak & Nikulin": dict(IMPROVED)}
+PRESETS = {"Gatys et al.": {name: FIELDS[name].default for name in IMPROVED}, "Novak & Nikulin": dict(IMPROVED)}
 LAYER_LISTS = ("content_layers", "style_layers")
 NUMBER_LISTS = ("style_layer_weights",)
 TEXT_FIELDS = ("tile", "max_memory")
@@ -44,8 +43,7 @@ _NAMES = re.compile(r"\b(%s)\b" % "|".join(sorted(FIELDS, key=len, reverse=True)
 
 def to_labels(message: str) -> str:
     """A library message with each option named as the page labels it (the page's `to_flags`)."""
-    return _NAMES.sub(lambda m: label(m.group(1)) if "_" in m.group(1) or m.group(1) in LABELS else m.group(1),
-                      message)
+    return _NAMES.sub(lambda m: label(m.group(1)) if "_" in m.group(1) or m.group(1) in LABELS else m.group(1), message)
 
 
 def hint(name: str) -> str:

@@ -32,9 +32,9 @@ from ..metadata import InputSource, save_png_with_settings, settings_record
 from ..vgg import VGG
 
 STYLE_COLOURS = ("#dd2e44", "#1f77b4", "#e8a317", "#8e44ad")  # one per style: brush, regions, legend
-EDITOR_SIDE = 1024     # longest side of the picture masks are painted on
-PREVIEW_SIDE = 384     # longest side of the previews sent while a run works
-MASK_OPACITY = 0.6     # how strongly a painted or uploaded mask shows over the photo in the editor
+EDITOR_SIDE = 1024  # longest side of the picture masks are painted on
+PREVIEW_SIDE = 384  # longest side of the previews sent while a run works
+MASK_OPACITY = 0.6  # how strongly a painted or uploaded mask shows over the photo in the editor
 ASPECT_TOLERANCE = 0.02
 
 
@@ -62,9 +62,9 @@ class Frame:
 
     status: str
     history: list[dict[str, float]] = field(default_factory=list)
-    preview: PIL.Image.Image | None = None   # downscaled image so far, while running
-    image: PIL.Image.Image | None = None     # the full image, at the end
-    download: Path | None = None             # the PNG with its settings, at the end
+    preview: PIL.Image.Image | None = None  # downscaled image so far, while running
+    image: PIL.Image.Image | None = None  # the full image, at the end
+    download: Path | None = None  # the PNG with its settings, at the end
 
 
 def read_upload(path: str | None, what: str) -> PIL.Image.Image:
@@ -108,8 +108,10 @@ def check_mask_shape(mask: PIL.Image.Image, content_size: tuple[int, int], what:
     """An ImpastoError unless the mask has the content's shape (it may differ in size)."""
     (w, h), (cw, ch) = mask.size, content_size
     if abs((w / h) / (cw / ch) - 1) > ASPECT_TOLERANCE:
-        raise ImpastoError(f"{what} is {w}x{h} but the content is {cw}x{ch}; "
-                           "use a mask of the content's shape, or clear it and paint it again")
+        raise ImpastoError(
+            f"{what} is {w}x{h} but the content is {cw}x{ch}; "
+            "use a mask of the content's shape, or clear it and paint it again"
+        )
 
 
 def mask_layer(mask: PIL.Image.Image, size: tuple[int, int], colour: str) -> np.ndarray:
@@ -131,8 +133,11 @@ def regions(content: PIL.Image.Image, masks: Sequence[PIL.Image.Image | None], s
     base = np.repeat((110 + 0.45 * grey)[..., None], 3, axis=2)
     tint, count = np.zeros_like(base), np.zeros(base.shape[:2], np.float32)
     for mask, colour in zip(masks, STYLE_COLOURS):
-        area = (np.ones(base.shape[:2], bool) if mask is None
-                else np.asarray(mask.resize(size, PIL.Image.Resampling.BILINEAR)) >= 128)
+        area = (
+            np.ones(base.shape[:2], bool)
+            if mask is None
+            else np.asarray(mask.resize(size, PIL.Image.Resampling.BILINEAR)) >= 128
+        )
         tint[area] += _rgb(colour)
         count[area] += 1
     covered = count > 0
@@ -142,7 +147,7 @@ def regions(content: PIL.Image.Image, masks: Sequence[PIL.Image.Image | None], s
 
 
 def _rgb(colour: str) -> tuple[int, int, int]:
-    return tuple(int(colour[i:i + 2], 16) for i in (1, 3, 5))  # type: ignore[return-value]
+    return tuple(int(colour[i : i + 2], 16) for i in (1, 3, 5))  # type: ignore[return-value]
 
 
 class TimeLeft:
@@ -155,7 +160,7 @@ class TimeLeft:
 
     def __init__(self, run: Run) -> None:
         self.pixels = [math.prod(run.size_at(longest)) for longest in run.sizes]
-        self.ends = [sum(run.counts[:i + 1]) for i in range(len(run.counts))]  # last iteration of each scale
+        self.ends = [sum(run.counts[: i + 1]) for i in range(len(run.counts))]  # last iteration of each scale
         self.counts = list(run.counts)
         self._scale: int | None = None
         self._start = (0, 0.0)  # (iteration, elapsed) at the current scale's first step
@@ -170,8 +175,10 @@ class TimeLeft:
         if steps > 0 and seconds > 0:
             per_step = seconds / steps
             return per_step * ((self.ends[index] - p.iteration) + later / self.pixels[index])
-        done = sum(c * px for c, px in zip(self.counts[:index], self.pixels[:index])) + \
-            (p.iteration - (self.ends[index] - self.counts[index])) * self.pixels[index]
+        done = (
+            sum(c * px for c, px in zip(self.counts[:index], self.pixels[:index]))
+            + (p.iteration - (self.ends[index] - self.counts[index])) * self.pixels[index]
+        )
         if done <= 0 or p.elapsed <= 0:
             return None
         return p.elapsed / done * ((self.ends[index] - p.iteration) * self.pixels[index] + later)
@@ -182,8 +189,10 @@ def progress_line(progress: Progress, left: float | None) -> str:
     p = progress
     tiles = f" in {p.tiles} tiles" if p.tiles > 1 else ""
     eta = f" · about {_duration(left)} left" if left is not None else ""
-    return (f"Scale {p.scale} of {p.scales} · {p.size[0]}×{p.size[1]} px{tiles} · "
-            f"iteration {p.iteration} of {p.total} · {_duration(p.elapsed)}{eta}")
+    return (
+        f"Scale {p.scale} of {p.scales} · {p.size[0]}×{p.size[1]} px{tiles} · "
+        f"iteration {p.iteration} of {p.total} · {_duration(p.elapsed)}{eta}"
+    )
 
 
 def _duration(seconds: float) -> str:
@@ -210,8 +219,14 @@ class Studio:
     name); `preview_every` is the least time in seconds between two previews.
     """
 
-    def __init__(self, network: VGG, folder: str | Path | None = None, *, preview_every: float = 1.0,
-                 weights_sha256: str | None = None) -> None:
+    def __init__(
+        self,
+        network: VGG,
+        folder: str | Path | None = None,
+        *,
+        preview_every: float = 1.0,
+        weights_sha256: str | None = None,
+    ) -> None:
         self.network = network
         self.folder = Path(folder) if folder is not None else Path(tempfile.gettempdir()) / "impasto-web"
         self.preview_every = preview_every
@@ -248,9 +263,13 @@ class Studio:
                 check_mask_shape(s.mask, content.size, f"style mask {i}")
         blend = tuple(s.weight for s in job.styles) if len(job.styles) > 1 else None
         content_t = pil_to_tensor(content)
-        painter = Painter([pil_to_tensor(s) for s in styles], config=job.config.replace(style_blend=blend),
-                          masks=[None if s.mask is None else pil_to_tensor(s.mask) for s in job.styles],
-                          network=self.network, color_reference=content_t)
+        painter = Painter(
+            [pil_to_tensor(s) for s in styles],
+            config=job.config.replace(style_blend=blend),
+            masks=[None if s.mask is None else pil_to_tensor(s.mask) for s in job.styles],
+            network=self.network,
+            color_reference=content_t,
+        )
         return content_t, painter
 
     def _save(self, job: Job, result: StylizeResult) -> Path:
@@ -259,8 +278,11 @@ class Studio:
             inputs[f"style image {i}"] = s.path
             if s.mask is not None:
                 inputs[f"style mask {i}"] = (f"mask {i} (painted in the page).png", _png(s.mask))
-        run = {"iterations": len(result.history), "interrupted": result.interrupted,
-               "seconds": round(result.seconds, 3)}
+        run = {
+            "iterations": len(result.history),
+            "interrupted": result.interrupted,
+            "seconds": round(result.seconds, 3),
+        }
         record = settings_record(result.config, inputs, self.weights_sha256, device=self.device, run=run)
         stems = [Path(job.content).stem, *(Path(s.path).stem for s in job.styles)]
         name = re.sub(r"[^\w.-]+", "_", "-".join(stems))[:120] or "impasto"
@@ -275,8 +297,7 @@ def _closing_line(result: StylizeResult) -> str:
     if result.upscaled and result.painted_size is not None:
         w, h = result.painted_size
         coarse = f", enlarged from {w}×{h} px, the coarse scale it had reached"
-    return (f"Stopped after {n} of {result.config.iterations} iterations ({seconds}); "
-            f"kept the image so far{coarse}.")
+    return f"Stopped after {n} of {result.config.iterations} iterations ({seconds}); kept the image so far{coarse}."
 
 
 class StopSwitches:
@@ -322,4 +343,3 @@ class StopSwitches:
             current = self._switches.get(session)
             if current is not None and current[1] is event:
                 del self._switches[session]
-
