@@ -271,6 +271,11 @@ def test_signals_ask_to_stop_and_never_interrupt_the_save():
         ["missing.png", "also_missing.png", "-o", "out.png"],
         ["examples/chelsea.png", "examples/chelsea.png", "-o", "out.png", "--style-weight", "-1"],
         ["mask-transfer", "--help"],
+        ["video", "--help"],
+        ["batch", "--help"],
+        ["info", "--help"],
+        ["reproduce", "--help"],
+        ["web", "--help"],
     ],
 )
 def test_help_version_and_bad_input_answer_before_torch_is_imported(argv):

@@ -27,7 +27,9 @@ STYLE = str(EXAMPLES / "starry_night_van_gogh.jpg")
 
 @pytest.fixture(autouse=True)
 def tiny_network(monkeypatch, tiny_net):
-    monkeypatch.setattr("impasto.video.cli.build_network", lambda config, device: tiny_net)
+    monkeypatch.setattr(
+        "impasto.engine.build_network", lambda config, device: tiny_net
+    )  # imported by the command when it runs
 
 
 def video(argv):

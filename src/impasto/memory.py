@@ -9,6 +9,7 @@ import platform
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -305,16 +306,40 @@ def reuse_freed_memory() -> bool:
     by its plan); library users may. Returns False (and does nothing) where the C library is not
     glibc.
     """
-    if platform.libc_ver()[0] != "glibc":
-        return False
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError, TypeError):
+    mallopt = _libc_function("mallopt")
+    if mallopt is None:
         return False
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
     # Older glibc refuses thresholds above 32 MB; then take 32 MB, which still covers most buffers.
     kept = mallopt(_M_MMAP_THRESHOLD, 2**31 - 1) or mallopt(_M_MMAP_THRESHOLD, 32 * 2**20)
     return bool(kept and mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))
+
+
+def _libc_function(name: str) -> Any:
+    """A glibc function by name, or None where the C library is not glibc."""
+    if platform.libc_ver()[0] != "glibc":
+        return None
+    try:
+        return getattr(ctypes.CDLL(None), name)
+    except (OSError, AttributeError, TypeError):
+        return None
+
+
+def release_freed_memory(device: torch.device) -> None:
+    """Hand the pages of freed blocks back to the kernel (glibc's malloc_trim), on the CPU.
+
+    Called between the tiles of a tiled pass. Each tile allocates and frees buffers of many
+    sizes; glibc serves those under its mmap threshold (which rises to 32 MB as large blocks are
+    freed) from heaps that fragment, so without this the process grew from 2 to 4.4 GB over the
+    tiles of a 2896 px run planned for 3.5 GB. With it, memory stays at what the plan counts.
+    The price is the kernel zero-filling those pages again for the next tile.
+    """
+    if device.type != "cpu":
+        return
+    trim = _libc_function("malloc_trim")
+    if trim is not None:
+        trim.argtypes = (ctypes.c_size_t,)
+        trim(0)
 
 
 def format_bytes(count: int) -> str:

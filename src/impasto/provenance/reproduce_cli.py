@@ -80,9 +80,9 @@ def still_argv(config: StyleConfig, inputs: Mapping[str, Any], output: str = "OU
 
 
 def run(argv: Sequence[str]) -> int:
-    from .reproduce import device_available, differences, find_inputs, recorded_config
-
     args = build_parser().parse_args(argv)
+    from .reproduce import device_available, differences, find_inputs, recorded_config  # imports torch
+
     record = read_record(args.image)
     found = find_inputs(record, args.image, args.search)
     config = recorded_config(record, found, args.search, args.image)

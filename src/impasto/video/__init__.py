@@ -9,10 +9,35 @@
 Needs the `video` extra (PyAV and OpenCV), imported only when a clip or a flow is first used.
 """
 
-from .clip import Clip, FrameStore, open_clip, write_video
-from .job import ClipJob, ClipResult, FrameProgress, VideoConfig, later_iterations
-from .report import ClipReport, clip_report, warping_error
-from .temporal import LONG_TERM_OFFSETS, TemporalLoss
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# Imported on first use (PEP 562), so that `impasto video --help` does not import torch.
+_EXPORTS = {
+    "Clip": "clip",
+    "FrameStore": "clip",
+    "open_clip": "clip",
+    "write_video": "clip",
+    "ClipJob": "job",
+    "ClipResult": "job",
+    "FrameProgress": "job",
+    "later_iterations": "job",
+    "LONG_TERM_OFFSETS": "options",
+    "VideoConfig": "options",
+    "ClipReport": "report",
+    "clip_report": "report",
+    "warping_error": "report",
+    "TemporalLoss": "temporal",
+}
+
+if TYPE_CHECKING:
+    from .clip import Clip, FrameStore, open_clip, write_video
+    from .job import ClipJob, ClipResult, FrameProgress, later_iterations
+    from .options import LONG_TERM_OFFSETS, VideoConfig
+    from .report import ClipReport, clip_report, warping_error
+    from .temporal import TemporalLoss
 
 __all__ = [
     "Clip",
@@ -30,3 +55,11 @@ __all__ = [
     "warping_error",
     "write_video",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'impasto.video' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    globals()[name] = value
+    return value

@@ -18,20 +18,18 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import torch
-
 from .. import cli as still
 from ..config import IMPROVED, StyleConfig
-from ..engine import build_network, resolve_device
 from ..errors import ImpastoError
 from ..images import IMAGE_EXTENSIONS, fit_longest, pil_to_tensor, read_image, read_mask
-from ..memory import reuse_freed_memory
 from .clip import VIDEO_CODECS, Clip, FrameStore, check_video_output, image_files, is_video_path, open_clip, write_video
-from .job import ClipJob, ClipResult, FrameProgress, VideoConfig
-from .temporal import LONG_TERM_OFFSETS
+from .options import LONG_TERM_OFFSETS, VideoConfig
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the job, the engine and torch are imported once the arguments are read
+    import torch
     from tqdm import tqdm
+
+    from .job import ClipJob, ClipResult, FrameProgress
 
 _VIDEO_FLAGS = {f.name: "--" + f.name.replace("_", "-") for f in dataclasses.fields(VideoConfig)}
 _VIDEO_FLAGS.update(restart="--restart", fps="--fps")
@@ -208,6 +206,12 @@ def run_video(argv: Sequence[str]) -> int:
     output, fps, restart = Path(args.pop("output")).expanduser().resolve(), args.pop("fps"), args.pop("restart")
     report, quiet = args.pop("report"), args.pop("quiet")
     config, video = _configs(args)
+    import torch
+
+    from ..engine import build_network, resolve_device
+    from ..memory import reuse_freed_memory
+    from .job import ClipJob
+
     clip = open_clip(source, fps)
     styles = [
         pil_to_tensor(read_image(p, "style image" if len(style_paths) == 1 else f"style image {i + 1}"))

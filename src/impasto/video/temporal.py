@@ -19,9 +19,6 @@ from ..images import resize_image
 from ..terms import PixelTerm
 from .flow import resize_flow, warp
 
-LONG_TERM_OFFSETS = (1, 10, 20, 40)
-"""Ruder et al.'s long-term offsets J: the frames 1, 10, 20 and 40 before the current one."""
-
 
 def temporal_loss(image: torch.Tensor, target: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     """Ruder et al.'s weighted MSE: sum of weights * (image - target)^2 over pixels and channels,
