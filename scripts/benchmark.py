@@ -28,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -578,8 +579,14 @@ def precision_time_to_j(network: VGG, cache: Path, pastiche_j: float) -> list[st
     return lines
 
 
-def precision_report(network: VGG, cache: Path, pastiche_j: float, quick: bool, iterations: int) -> list[str]:
-    """CPU flags, what `precision auto` picks here and why, then fp32 against bf16 side by side."""
+PRECISION_PARTS = ("evaluations", "default", "j")
+
+
+def precision_report(
+    network: VGG, cache: Path, pastiche_j: float, quick: bool, iterations: int, only: Sequence[str] = PRECISION_PARTS
+) -> list[str]:
+    """CPU flags, what `precision auto` picks here and why, then fp32 against bf16 side by side:
+    the parts in `only` of seconds per evaluation, the default run, and the time to pastiche's J."""
     chosen = resolve_precision("auto", torch.device("cpu"))
     lines = [
         f"CPU: {cpu_report()}",
@@ -597,10 +604,11 @@ def precision_report(network: VGG, cache: Path, pastiche_j: float, quick: bool, 
         lines.append(found.describe())
     lines.append(machine_plan().describe())
     print("\n".join(lines), flush=True)
-    parts = [lambda: precision_evaluations(network)]
-    if not quick:
+    parts = [lambda: precision_evaluations(network)] if "evaluations" in only else []
+    if not quick and "default" in only:
         parts.append(lambda: precision_default_runs(network, iterations=iterations))
-    if not quick and iterations >= StyleConfig().iterations:  # fewer steps would not reach pastiche's J
+    # fewer steps than the default would not reach pastiche's J
+    if not quick and iterations >= StyleConfig().iterations and "j" in only:
         parts.append(lambda: precision_time_to_j(network, cache, pastiche_j))
     for part in parts:
         section = part()
@@ -639,6 +647,14 @@ def main() -> None:
         "time to pastiche's final J (with --quick: per evaluation only)",
     )
     parser.add_argument(
+        "--precision-parts",
+        nargs="+",
+        choices=PRECISION_PARTS,
+        default=PRECISION_PARTS,
+        help="the parts of --precision-only to run: seconds per evaluation, the default 512 px run, "
+        "the time to pastiche's J (default: all)",
+    )
+    parser.add_argument(
         "--precision-iterations",
         type=int,
         default=StyleConfig().iterations,
@@ -667,7 +683,9 @@ def main() -> None:
     reuse_freed_memory()  # as the impasto command does
     network = VGG.load().to_device(torch.device("cpu"))
     if args.precision_only:
-        lines = precision_report(network, args.cache, args.pastiche_j, args.quick, args.precision_iterations)
+        lines = precision_report(
+            network, args.cache, args.pastiche_j, args.quick, args.precision_iterations, args.precision_parts
+        )
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.with_name("benchmark_precision.txt").write_text("\n".join(lines) + "\n")
         return

@@ -13,7 +13,7 @@ import signal
 import sys
 import threading
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -84,6 +84,25 @@ def to_flags(message: str) -> str:
     """A library message with each parameter name written as its command-line flag (the one place
     where the two vocabularies meet)."""
     return _FLAGS.sub(lambda m: _flag(next(g for g in m.groups() if g)), message)
+
+
+def run_front_end(
+    run: Callable[[list[str]], int],
+    argv: Sequence[str] | None,
+    interrupted: str,
+    flags: Callable[[str], str] = to_flags,
+) -> int:
+    """What every subcommand's main() does around its `run`: a bad input is one line (the library's
+    parameter names written as `flags` writes them) and exit 2; a Ctrl-C before `run` handles it
+    says `interrupted` and exits 130."""
+    try:
+        return run(list(sys.argv[1:] if argv is None else argv))
+    except ImpastoError as error:
+        print(f"impasto: error: {flags(str(error))}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(f"impasto: {interrupted}", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 def parse_tile(text: str) -> int | str:

@@ -258,16 +258,9 @@ def _closing(result, received: list[int], summary: Path, quiet: bool) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `impasto batch`; returns the exit status."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    try:
-        return run(argv)
-    except ImpastoError as error:
-        print(f"impasto: error: {to_flags(str(error))}", file=sys.stderr)
-        return still.EXIT_USAGE
-    except KeyboardInterrupt:
-        print(
-            "impasto: interrupted; finished pictures are kept (nothing half-written); "
-            "run the same command again to resume",
-            file=sys.stderr,
-        )
-        return still.EXIT_INTERRUPTED
+    return still.run_front_end(
+        run,
+        argv,
+        "interrupted; finished pictures are kept (nothing half-written); run the same command again to resume",
+        to_flags,
+    )

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import sys
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -110,13 +109,5 @@ def run(argv: Sequence[str]) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `impasto reproduce`; returns the exit status."""
-    argv = list(sys.argv[1:] if argv is None else argv)
     warnings.showwarning = still._one_line_warnings
-    try:
-        return run(argv)
-    except ImpastoError as error:
-        print(f"impasto: error: {still.to_flags(str(error))}", file=sys.stderr)
-        return still.EXIT_USAGE
-    except KeyboardInterrupt:
-        print("impasto: interrupted before the first iteration; nothing was written", file=sys.stderr)
-        return still.EXIT_INTERRUPTED
+    return still.run_front_end(run, argv, "interrupted before the first iteration; nothing was written")

@@ -283,12 +283,6 @@ def _report(job: ClipJob, store: FrameStore, alone: FrameStore, result: ClipResu
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `impasto video` (called by `impasto video ...`); returns the exit status."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    try:
-        return run_video(argv)
-    except ImpastoError as error:
-        print(f"impasto: error: {to_flags(str(error))}", file=sys.stderr)
-        return still.EXIT_USAGE
-    except KeyboardInterrupt:
-        print("impasto: interrupted before the first frame was finished; nothing was written", file=sys.stderr)
-        return still.EXIT_INTERRUPTED
+    return still.run_front_end(
+        run_video, argv, "interrupted before the first frame was finished; nothing was written", to_flags
+    )
