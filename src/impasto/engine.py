@@ -28,7 +28,7 @@ from .config import StyleConfig
 from .errors import ImpastoError
 from .images import fit_longest, resize_image, resize_mask_image, tensor_to_pil, warn_if_stretched
 from .losses import StyleRepresentation
-from .memory import Need, Plan, memory_error, peak_bytes, plan
+from .memory import Need, Plan, memory_error, peak_bytes, plan, release_freed_memory
 from .objective import Evaluation, Objective, Stopped, feature_windows
 from .optim import adam, lbfgs
 from .precision import resolve_precision, stalled
@@ -315,6 +315,8 @@ class Painter:
             sums = self.representation.sums(features, window)
             totals = sums if totals is None else [t + s for t, s in zip(totals, sums)]
             del features  # before the next window's pass: two windows' features would not fit the plan
+            if len(windows) > 1:
+                release_freed_memory(self.device)
         assert totals is not None  # a plan has at least one window
         areas = self.representation.areas(height, width)
         return [t / a for t, a in zip(totals, areas)]
@@ -544,6 +546,8 @@ class Run:
                     out[name] = part.new_zeros((1, part.shape[1], h, w))
                 window.crop(out[name], stride).copy_(part)
             del features, part  # before the next window's pass
+            if len(windows) > 1:
+                release_freed_memory(content.device)
         return out
 
     def _optimise(

@@ -328,11 +328,12 @@ def _libc_function(name: str) -> Any:
 def release_freed_memory(device: torch.device) -> None:
     """Hand the pages of freed blocks back to the kernel (glibc's malloc_trim), on the CPU.
 
-    Called between the tiles of a tiled pass. Each tile allocates and frees buffers of many
-    sizes; glibc serves those under its mmap threshold (which rises to 32 MB as large blocks are
-    freed) from heaps that fragment, so without this the process grew from 2 to 4.4 GB over the
-    tiles of a 2896 px run planned for 3.5 GB. With it, memory stays at what the plan counts.
-    The price is the kernel zero-filling those pages again for the next tile.
+    Called after each window of the passes that compute targets (once per scale): the style's
+    windows may be larger than the steps', and the blocks each window freed, fragmented, would
+    otherwise stay with the process (at 2896 px in 3.5 GB: a peak of 3.2 GB without, 2.8 GB
+    with). Not between the tiles of the steps: there it cost 10 % more CPU time (the kernel
+    zero-filling the pages again for each tile: 1.9 against 1.1 million page faults per
+    evaluation at 1024 px in 512 px tiles) and lowered the peak by only about 5 %.
     """
     if device.type != "cpu":
         return

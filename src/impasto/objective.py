@@ -8,7 +8,6 @@ from dataclasses import dataclass
 
 import torch
 
-from .memory import release_freed_memory
 from .precision import LossScale
 from .terms import FeatureTerm, PixelTerm, Sums, Term
 from .tiling import Window
@@ -44,8 +43,6 @@ def feature_windows(
             if stop is not None and stop.is_set():
                 raise Stopped
             yield network(window.pixels(image), layers, winograd=winograd, dtype=dtype), window
-            if len(windows) > 1:
-                release_freed_memory(image.device)
 
 
 class Objective:
@@ -141,7 +138,6 @@ class Objective:
             if surrogate.requires_grad:
                 window.pixels(gradient).add_(self._gradient(surrogate, x))
             del features, surrogate
-            release_freed_memory(image.device)
         pixels = image.requires_grad_(True)
         pixel_values = self._pixel_values(pixels)
         if pixel_values:
