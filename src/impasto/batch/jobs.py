@@ -255,29 +255,18 @@ def _job(
     name = output.stem
     unknown = _unknown(table, _JOB_KEYS)
     if unknown:
-        return Job(
-            name,
-            content,
-            styles,
-            output,
-            None,
-            masks,
-            f"{label}: unknown option {unknown[0]!r}; valid options: {', '.join(sorted(_CONFIG_FIELDS))}",
-        )
-    if masks and len(masks) != len(styles):
-        return Job(
-            name,
-            content,
-            styles,
-            output,
-            None,
-            masks,
-            f"{label}: {len(masks)} masks for {len(styles)} styles; give one mask per style",
-        )
-    try:
-        config = StyleConfig(**{**shared, **_options(table, base), **overrides})
-    except (ImpastoError, TypeError) as error:
-        return Job(name, content, styles, output, None, masks, f"{label}: {error}")
+        problem = f"unknown option {unknown[0]!r}; valid options: {', '.join(sorted(_CONFIG_FIELDS))}"
+    elif masks and len(masks) != len(styles):
+        problem = f"{len(masks)} masks for {len(styles)} styles; give one mask per style"
+    else:
+        try:
+            config = StyleConfig(**{**shared, **_options(table, base), **overrides})
+        except (ImpastoError, TypeError) as error:
+            problem = str(error)
+        else:
+            problem = None
+    if problem is not None:
+        return Job(name, content, styles, output, None, masks, f"{label}: {problem}")
     return Job(name, content, styles, output, config, masks)
 
 
