@@ -71,3 +71,15 @@ def images(tmp_path):
 
 def to_tensor(img: PIL.Image.Image) -> torch.Tensor:
     return torch.from_numpy(np.asarray(img, dtype=np.float32) / 255).permute(2, 0, 1).unsqueeze(0)
+
+
+def run_main(capsys, *argv):
+    """The `impasto` command in this process: (exit code, stdout, stderr)."""
+    from impasto.cli import main
+
+    try:
+        code = main([str(a) for a in argv])
+    except SystemExit as exit_:  # argparse's own usage errors
+        code = exit_.code
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err

@@ -9,21 +9,11 @@ import time
 import pytest
 from PIL import Image
 
-from impasto.cli import main
 from impasto.metadata import read_settings
 
-from conftest import pattern, stripes
+from conftest import pattern, run_main, stripes
 
 FAST = ["--size", "40", "--iterations", "3", "--scales", "1", "-q"]
-
-
-def run_main(capsys, *argv):
-    try:
-        code = main([str(a) for a in argv])
-    except SystemExit as exit_:  # argparse's own usage errors
-        code = exit_.code
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def pictures(folder):

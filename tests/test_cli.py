@@ -14,18 +14,9 @@ import pytest
 from impasto.cli import build_parser, main
 from impasto.config import StyleConfig
 
-from conftest import pattern, stripes
+from conftest import pattern, run_main, stripes
 
 FAST = ["--size", "40", "--iterations", "4", "--scales", "1", "-q"]
-
-
-def run_main(capsys, *argv):
-    try:
-        code = main([str(a) for a in argv])
-    except SystemExit as exit_:  # argparse's own usage errors
-        code = exit_.code
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def assert_one_line_error(code, err, *fragments):
