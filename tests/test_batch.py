@@ -316,11 +316,13 @@ def test_a_worker_process_that_dies_has_its_job_painted_again(folders):
     run = LocalExecutor(workers=2, threads=1)
     killed = []
 
-    def kill_the_first_worker_that_steps(event):
-        if event.kind == "step" and not killed:
-            killed.append(event.job.name)
+    def kill_workers(event):
+        # One worker is killed as its job starts (a job just sent cannot be done yet, however fast
+        # the machine), the other in the middle of painting, while it reports its progress.
+        if (event.kind == "started" and not killed) or (event.kind == "step" and len(killed) == 1):
+            killed.append(event.kind)
             os.kill(run.pool.processes[event.worker].pid, signal.SIGKILL)
 
-    result = run_batch(jobs, run, callback=kill_the_first_worker_that_steps)
-    assert killed and [r.status for r in result.reports] == ["done", "done"]
+    result = run_batch(jobs, run, callback=kill_workers)
+    assert killed[0] == "started" and [r.status for r in result.reports] == ["done", "done"]
     assert all(read_settings(j.output)["run"]["iterations"] == 3 for j in jobs)

@@ -9,7 +9,8 @@ comes back interrupted) and starts no more.
 from __future__ import annotations
 
 import multiprocessing
-import queue
+import multiprocessing.connection
+import pickle
 import signal
 import time
 from collections import Counter, deque
@@ -128,15 +129,35 @@ class LocalExecutor:
             yield self.worker.paint(task, stop, note)
 
 
-def _serve(slot: int, threads: int, inbox: Any, results: Any, stop: Any) -> None:
-    """A worker process: paint what arrives in `inbox` until None; report through `results`."""
+class SharedFlag:
+    """A stop flag the worker processes share: one byte of shared memory, with no lock.
+
+    Not `multiprocessing.Event`: its `is_set()` takes a lock shared by every process, and a
+    worker killed while holding it (the engine asks between tiles) would hang the others.
+    """
+
+    def __init__(self, context: Any) -> None:
+        self._value = context.RawValue("b", 0)
+
+    def set(self) -> None:
+        self._value.value = 1
+
+    def is_set(self) -> bool:
+        return bool(self._value.value)
+
+
+def _serve(slot: int, threads: int, channel: Any, stop: SharedFlag) -> None:
+    """A worker process: paint each task `channel` brings until None; report through it."""
     import torch
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the driver decides
     torch.set_num_threads(threads)
     worker = Worker()
     while True:
-        task = inbox.get()
+        try:
+            task = channel.recv()
+        except EOFError:  # the driver has gone
+            return
         if task is None:
             return
         last = [0.0]
@@ -145,31 +166,33 @@ def _serve(slot: int, threads: int, inbox: Any, results: Any, stop: Any) -> None
             now = time.monotonic()
             if now - last[0] >= 0.2 or step.iteration == step.total:
                 last[0] = now
-                results.put(("step", slot, step))
+                channel.send(("step", slot, step))
 
-        results.put(("done", slot, worker.paint(task, stop, note)))
+        channel.send(("done", slot, worker.paint(task, stop, note)))
 
 
 class ProcessPool:
-    """`size` worker processes (spawned, so each imports torch and loads its network once)."""
+    """`size` worker processes (spawned, so each imports torch and loads its network once).
+
+    Each worker has a pipe of its own, written without a lock: a worker killed in the middle of
+    a message breaks only its own pipe, which its replacement does not inherit, so neither the
+    other workers nor the next task on that slot can be held up or misled by it.
+    """
 
     def __init__(self, size: int, threads: int) -> None:
         self.size, self.threads = size, threads
         self._context = multiprocessing.get_context("spawn")
-        self._results = self._context.Queue()
-        self._stop = self._context.Event()
+        self._stop = SharedFlag(self._context)
         self._workers = [self._spawn(slot) for slot in range(size)]
 
     def _spawn(self, slot: int) -> tuple[Any, Any]:
-        inbox = self._context.Queue()
+        here, there = self._context.Pipe()
         process = self._context.Process(
-            target=_serve,
-            args=(slot, self.threads, inbox, self._results, self._stop),
-            name=f"impasto-batch-{slot}",
-            daemon=True,
+            target=_serve, args=(slot, self.threads, there, self._stop), name=f"impasto-batch-{slot}", daemon=True
         )
         process.start()
-        return process, inbox
+        there.close()  # the worker's end lives in the worker only, so its death reads as the end of the pipe
+        return process, here
 
     @property
     def processes(self) -> list[Any]:
@@ -177,27 +200,37 @@ class ProcessPool:
         return [process for process, _ in self._workers]
 
     def send(self, slot: int, task: Task) -> None:
-        self._workers[slot][1].put(task)
+        try:
+            self._workers[slot][1].send(task)
+        except OSError:  # the worker has died: the next poll says so
+            pass
 
     def poll(self, timeout: float) -> list[Event]:
+        channels = {channel: slot for slot, (_, channel) in enumerate(self._workers)}
+        sentinels = [process.sentinel for process, _ in self._workers]
         events: list[Event] = []
-        try:
-            events.append(self._results.get(timeout=timeout))
-            while True:
-                events.append(self._results.get_nowait())
-        except queue.Empty:
-            pass
+        broken: set[int] = set()
+        ready = multiprocessing.connection.wait([*channels, *sentinels], timeout)
+        for channel, slot in channels.items():
+            if channel not in ready:
+                continue
+            try:
+                while channel.poll():
+                    events.append(channel.recv())
+            except (EOFError, OSError, pickle.UnpicklingError):  # it died, perhaps in the middle of a message
+                broken.add(slot)
         for slot, (process, _) in enumerate(self._workers):
-            if process.exitcode is not None:
+            if process.exitcode is not None or slot in broken:
+                process.join(1)
                 events.append(("died", slot, f"exit status {process.exitcode}"))
         return events
 
     def replace(self, slot: int) -> None:
-        process, inbox = self._workers[slot]
+        process, channel = self._workers[slot]
         if process.is_alive():
             process.terminate()
         process.join(5)
-        inbox.cancel_join_thread()
+        channel.close()
         self._workers[slot] = self._spawn(slot)
 
     def stop(self) -> None:
@@ -206,14 +239,13 @@ class ProcessPool:
     def close(self, at_once: bool = False) -> None:
         """End the processes: idle ones when asked to, busy ones (or all, `at_once`) by a signal."""
         self._stop.set()
-        for process, inbox in self._workers:
+        for slot, (process, _) in enumerate(self._workers):
             if process.is_alive() and not at_once:
-                inbox.put(None)
+                self.send(slot, None)  # type: ignore[arg-type]
         deadline = time.monotonic() + (0 if at_once else 10)
-        for process, inbox in self._workers:
+        for process, channel in self._workers:
             process.join(max(0.0, deadline - time.monotonic()))
             if process.is_alive():
                 process.terminate()
                 process.join(5)
-            inbox.cancel_join_thread()
-        self._results.cancel_join_thread()
+            channel.close()
