@@ -104,7 +104,9 @@ def available_bytes(device: torch.device) -> int | None:
     """Memory this run may use on `device`, or None where it cannot be told."""
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
-        return free
+        # Blocks PyTorch's caching allocator holds but no tensor uses (an earlier scale's) are
+        # this process's to reuse, though the driver does not count them as free.
+        return free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
     if device.type != "cpu":
         return None
     try:
