@@ -326,3 +326,26 @@ def test_a_worker_process_that_dies_has_its_job_painted_again(folders):
     result = run_batch(jobs, run, callback=kill_workers)
     assert killed[0] == "started" and [r.status for r in result.reports] == ["done", "done"]
     assert all(read_settings(j.output)["run"]["iterations"] == 3 for j in jobs)
+
+
+def test_workers_that_cannot_start_are_one_clear_error_not_failed_jobs(folders):
+    import subprocess
+    import sys
+
+    tmp, contents, styles = folders
+    # A script that starts worker processes but does its work outside `if __name__ == "__main__":`:
+    # each spawned worker imports it, runs the batch again, and Python stops it.
+    script = tmp / "unguarded.py"
+    script.write_text(
+        "from pathlib import Path\n"
+        "import impasto\n"
+        "from impasto.batch import LocalExecutor, cross_jobs, image_files, run_batch\n"
+        f"jobs = cross_jobs(image_files([{str(contents)!r}], 'content'), [Path({str(styles / 'stripes.png')!r})],\n"
+        f"                  Path({str(tmp / 'out')!r}), impasto.StyleConfig(size=40, iterations=3, scales=1))\n"
+        "run_batch(jobs, LocalExecutor(workers=2, threads=1))\n"
+    )
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0
+    last = done.stderr.strip().splitlines()[-1]
+    assert "a batch worker process could not start" in last and '__name__ == "__main__"' in last
+    assert not list((tmp / "out").glob("*.png"))

@@ -17,6 +17,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, Protocol
 
+from ..errors import ImpastoError
 from .worker import Outcome, Step, Task, Worker, child_threads
 
 __all__ = ["LocalExecutor", "OnEvent", "Pool", "dispatch"]
@@ -80,11 +81,7 @@ def dispatch(
             if deaths[running.index] <= retries and not stopping:
                 todo.appendleft(running)
             else:
-                yield Outcome.failure(
-                    running.index,
-                    f"its worker died {deaths[running.index]} times ({payload}); "
-                    "it may need more memory than a worker has",
-                )
+                yield Outcome.failure(running.index, f"its worker died {deaths[running.index]} times ({payload})")
 
 
 class LocalExecutor:
@@ -153,6 +150,7 @@ def _serve(slot: int, threads: int, channel: Any, stop: SharedFlag) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the driver decides
     torch.set_num_threads(threads)
     worker = Worker()
+    channel.send(("ready", slot, None))
     while True:
         try:
             task = channel.recv()
@@ -183,9 +181,11 @@ class ProcessPool:
         self.size, self.threads = size, threads
         self._context = multiprocessing.get_context("spawn")
         self._stop = SharedFlag(self._context)
+        self._ready: dict[int, bool] = {}  # by slot: whether its process has started up
         self._workers = [self._spawn(slot) for slot in range(size)]
 
     def _spawn(self, slot: int) -> tuple[Any, Any]:
+        self._ready[slot] = False
         here, there = self._context.Pipe()
         process = self._context.Process(
             target=_serve, args=(slot, self.threads, there, self._stop), name=f"impasto-batch-{slot}", daemon=True
@@ -216,14 +216,33 @@ class ProcessPool:
                 continue
             try:
                 while channel.poll():
-                    events.append(channel.recv())
+                    event = channel.recv()
+                    if event[0] == "ready":
+                        self._ready[slot] = True
+                    else:
+                        events.append(event)
             except (EOFError, OSError, pickle.UnpicklingError):  # it died, perhaps in the middle of a message
                 broken.add(slot)
         for slot, (process, _) in enumerate(self._workers):
             if process.exitcode is not None or slot in broken:
                 process.join(1)
-                events.append(("died", slot, f"exit status {process.exitcode}"))
+                events.append(("died", slot, self._death(slot, process.exitcode)))
         return events
+
+    def _death(self, slot: int, code: int | None) -> str:
+        """Why a worker process ended, in words; an error if it never started (no task could run)."""
+        if code is not None and code < 0:
+            try:
+                name = signal.Signals(-code).name
+            except ValueError:
+                name = f"signal {-code}"
+            return f"killed by {name}" + (", perhaps for lack of memory" if code == -signal.SIGKILL else "")
+        if not self._ready[slot]:
+            raise ImpastoError(
+                f"a batch worker process could not start (exit status {code}); its error is above. A script "
+                'that starts worker processes needs `if __name__ == "__main__":` around its own work'
+            )
+        return f"exit status {code}"
 
     def replace(self, slot: int) -> None:
         process, channel = self._workers[slot]
