@@ -271,3 +271,15 @@ def test_freed_memory_is_reused_without_page_faults():
     pages = 128 * 2**20 // 4096
     assert faults[0] > pages // 2  # the first time every page is new
     assert max(faults[-3:]) < pages // 20, f"{faults} page faults for {pages} pages a round"
+
+
+def test_a_budget_too_small_for_any_size_says_so_and_how_much_is_needed(tiny_net, images):
+    from impasto.cli import to_flags
+
+    with pytest.raises(ImpastoError, match=r"no size fits in that: raise max_memory to \S+ \wB or more") as info:
+        stylize(*images, network=tiny_net, size=48, iterations=1, scales=1, max_memory=2**20)
+    assert "use size" not in str(info.value)
+    assert "raise --max-memory to" in to_flags(str(info.value))
+    with pytest.raises(ImpastoError) as off:
+        stylize(*images, network=tiny_net, size=8000, iterations=1, scales=1, tile="off", max_memory=2**30)
+    assert to_flags(str(off.value)).endswith(", or use --tile auto")

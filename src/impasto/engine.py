@@ -386,7 +386,8 @@ class Run:
         self.final = fit_longest(self.content.shape[-1], self.content.shape[-2], c.size)
         self.sizes = self._feasible_sizes()
         self.counts = split_iterations(c.iterations, self.sizes)
-        self.plans = [self._plan(longest) for longest in self.sizes]
+        # The largest scale first, so that a size that does not fit is named as the size asked for.
+        self.plans = [self._plan(longest) for longest in reversed(self.sizes)][::-1]
         self.history: list[dict[str, float]] = []
         self.finished = False
         self._image: torch.Tensor | None = None
