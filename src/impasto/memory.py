@@ -272,9 +272,8 @@ def memory_error(need: Need, width: int, height: int) -> ImpastoError:
     needed, available = format_bytes(least), format_bytes(budget)
     if needed == available:  # close: say it in megabytes rather than "3.0 GB but 3.0 GB"
         needed, available = f"{math.ceil(least / 2**20)} MB", f"{budget // 2**20} MB"
-    problem = (
-        f"a {width}x{height} image needs about {needed} of memory{how} but {available} is available on {need.device.type}"
-    )
+    problem = f"a {width}x{height} image needs about {needed} of memory{how}"
+    problem += f" but {available} is available on {need.device.type}"
     if fits == 0:  # not even the smallest size: the network and the fixed costs alone do not fit
         more = "raise max_memory" if need.budget is not None else "free some memory"
         return ImpastoError(f"{problem}; no size fits in that: {more} to {format_bytes(least)} or more")
