@@ -121,6 +121,13 @@ def bad_cases(tmp, content, style, make_files=True):
         ([content, style, "-o", out, "--weights", text], ["notes.png"]),
         ([content, style, "-o", out, "--save-every", "-1"], ["--save-every"]),
         ([content, style, "-o", out, "--style-layer-weights", "1", "nan"], ["--style-layer-weights", "finite"]),
+        ([content, style, "-o", tmp / "start.png", "--init", tmp / "start.png"], ["is the input", "start.png"]),
+        ([tmp / "out_00002.png", style, "-o", out, "--save-every", "2"], ["snapshots named out_NNNNN.png"]),
+        ([content, style, "-o", out, "--init", "Noise"], ["'Noise' is not one of content, noise, style"]),
+        ([content, style, "-o", out, "--threads", "100000"], ["--threads 100000 must be between 0 and 1024"]),
+        ([content, style, "-o", tmp / ("n" * 300 + ".png")], ["is 304 bytes, over 255"]),
+        ([content, style, "-o", tmp / ("n" * 240 + ".png")], ["file name is 244 bytes", "shorten it"]),
+        ([content, style, "-o", tmp], ["is a folder; give a file name"]),
     ]
 
 
@@ -133,6 +140,16 @@ def test_bad_input_is_one_line_exit_2_and_no_output(capsys, files, case):
     assert not (tmp / "out.png").exists()
     assert not (tmp / "out.gif").exists()
     assert sorted(p.name for p in tmp.iterdir() if p.name.startswith(".")) == []
+
+
+def test_a_mistyped_command_is_named_not_taken_for_a_photo(capsys, files):
+    tmp, content, style = files
+    code, _, err = run_main(capsys, "inof", content)
+    assert_one_line_error(code, err, "'inof' is not a file or a command; did you mean `impasto info`?")
+    code, _, err = run_main(capsys, "vidoe", content, style, "-o", tmp / "x.mp4")
+    assert_one_line_error(code, err, "did you mean `impasto video`?")
+    code, _, err = run_main(capsys, "elephant", style, "-o", tmp / "x.png")  # no command is near it
+    assert_one_line_error(code, err, "content image elephant does not exist")
 
 
 def test_mask_transfer_and_color_transfer_commands(capsys, files):

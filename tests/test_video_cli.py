@@ -4,6 +4,7 @@ and resuming, the report. The network is the tiny random one."""
 import os
 import signal
 from fractions import Fraction
+from pathlib import Path
 
 import numpy as np
 import PIL.Image
@@ -120,6 +121,7 @@ def _empty(tmp_path):
         (_different_sizes, "out", "frames differ in size: f1.png is 48x32 but f3.png is 30x20"),
         (lambda p: make_clip(p / "in"), "out.png", "is an image; give a folder or a video file"),
         (lambda p: make_clip(p / "in"), "out.mp4", "PyAV cannot write h264_nvenc video"),
+        (lambda p: make_clip(p / "in"), "out.mpg4", "has extension '.mpg4', which is no video's"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2_before_any_work(tmp_path, capsys, monkeypatch, make, output, match):
@@ -211,3 +213,20 @@ def test_still_options_masks_and_long_term_apply_to_a_clip(tmp_path):
     ]
     assert video(argv) == 0
     assert len(list((tmp_path / "out").glob("*.png"))) == 4
+
+
+def test_frames_are_never_written_where_an_input_is(tmp_path, capsys, monkeypatch):
+    source, masks = make_clip(tmp_path / "in"), make_clip(tmp_path / "masks")
+    painted = []
+    monkeypatch.setattr(ClipJob, "run", lambda *a, **k: painted.append(1))
+    argv = [source, STYLE, "--style-masks", masks, "--restart", *FAST]
+    assert video([*argv, "-o", masks]) == 2  # --restart would have replaced the masks
+    assert "which is the input" in capsys.readouterr().err
+    assert video([*argv, "-o", source]) == 2
+    assert "is the input; choose another output" in capsys.readouterr().err
+    style = tmp_path / "out" / "style.png"
+    style.parent.mkdir()
+    style.write_bytes(Path(STYLE).read_bytes())
+    assert video([source, style, "-o", tmp_path / "out", *FAST]) == 2
+    assert "which holds the input" in capsys.readouterr().err
+    assert not painted and sorted(p.name for p in masks.iterdir()) == sorted(p.name for p in source.iterdir())

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import re
 import signal
 import sys
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 # Only what --help, --version and the checks of the input need is imported here: torch (seconds)
 # waits until a run is sure to start, so that a usage mistake or a missing file answers at once.
 from . import __version__
-from .config import IMPROVED, StyleConfig
+from .config import IMPROVED, INITS, StyleConfig
 from .errors import ImpastoError
 from .images import check_output_path, read_image, read_mask, save_image
 
@@ -99,6 +100,9 @@ def run_front_end(
         return run(list(sys.argv[1:] if argv is None else argv))
     except ImpastoError as error:
         print(f"impasto: error: {flags(str(error))}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as error:  # what no check foresaw (a path the system refuses, say): still one line
+        print(f"impasto: error: {_os_error(error)}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print(f"impasto: {interrupted}", file=sys.stderr)
@@ -210,6 +214,18 @@ def _snapshot_path(output: Path, iteration: int) -> Path:
     return output.with_name(f"{output.stem}_{iteration:05d}{output.suffix}")
 
 
+def _check_snapshots_spare(output: Path, inputs: Sequence[str]) -> None:
+    """Error if an input has the name of one of --save-every's snapshots (they would replace it)."""
+    pattern = re.compile(re.escape(output.stem) + r"_\d{5,}" + re.escape(output.suffix))
+    for path in inputs:
+        found = Path(path).expanduser().resolve()
+        if found.parent == output.parent and pattern.fullmatch(found.name):
+            raise ImpastoError(
+                f"--save-every writes snapshots named {output.stem}_NNNNN{output.suffix} beside the output, "
+                f"and the input {path} has such a name; choose another output name"
+            )
+
+
 def _callback(bar, output: Path, save_every: int):
     def report(p: Progress) -> None:
         if bar is not None:
@@ -237,7 +253,10 @@ def run_stylize(argv: Sequence[str]) -> int:
     if save_every < 0:
         raise ImpastoError(f"--save-every must be 0 or more, got {save_every}")
     config = StyleConfig(**options)
-    out = check_output_path(output, [content, *styles, *(masks or [])])
+    inputs = [content, *styles, *(masks or []), *([config.init] if config.init not in INITS else [])]
+    out = check_output_path(output, inputs)
+    if save_every:
+        _check_snapshots_spare(out, inputs)
     if masks is not None and len(masks) != len(styles):
         raise ImpastoError(
             f"got {len(masks)} style masks for {len(styles)} style images; give one mask per style, in the same order"
@@ -375,10 +394,31 @@ def main(argv: Sequence[str] | None = None) -> int:
             import importlib
 
             return importlib.import_module(FRONT_ENDS[argv[0]]).main(argv[1:])
+        _check_not_a_mistyped_command(argv)
         return run_stylize(argv)
     except ImpastoError as error:
         print(f"impasto: error: {to_flags(str(error))}", file=sys.stderr)
         return EXIT_USAGE
+    except OSError as error:  # what no check foresaw (a path the system refuses, say): still one line
+        print(f"impasto: error: {_os_error(error)}", file=sys.stderr)
+        return EXIT_USAGE
     except KeyboardInterrupt:
         print("impasto: interrupted before the first iteration; nothing was written", file=sys.stderr)
         return EXIT_INTERRUPTED
+
+
+def _os_error(error: OSError) -> str:
+    where = f" ({error.filename})" if error.filename else ""
+    return f"{error.strerror or error}{where}; check the path and its permissions"
+
+
+def _check_not_a_mistyped_command(argv: Sequence[str]) -> None:
+    """A first word that is no file but nearly a command's name is that command, mistyped."""
+    import difflib
+
+    word = argv[0] if argv else ""
+    if not word or word.startswith("-") or any(c in word for c in "./\\") or os.path.exists(word):
+        return
+    close = difflib.get_close_matches(word, [*FRONT_ENDS, *SUBCOMMANDS], n=1, cutoff=0.6)
+    if close:
+        raise ImpastoError(f"{word!r} is not a file or a command; did you mean `impasto {close[0]}`?")

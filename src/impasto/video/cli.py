@@ -126,16 +126,30 @@ def _read_masks(paths: Sequence[str] | None) -> list | None:
     return masks
 
 
-def _store_folder(output: Path, clip: Clip, config: StyleConfig) -> Path:
-    """Where finished frames go: the output folder itself, or a folder beside an output video."""
+def _store_folder(output: Path, clip: Clip, config: StyleConfig, inputs: Sequence[str]) -> Path:
+    """Where finished frames go: the output folder itself, or a folder beside an output video.
+    Never a folder that holds an input (a folder of frames or masks, a style image)."""
+    kinds = " ".join(VIDEO_CODECS)
     if output.suffix.lower() in IMAGE_EXTENSIONS:
-        raise ImpastoError(f"output {output} is an image; give a folder or a video file ({' '.join(VIDEO_CODECS)})")
+        raise ImpastoError(f"output {output} is an image; give a folder or a video file ({kinds})")
     if output == clip.path:
         raise ImpastoError(f"output {output} is the input; choose another output")
+    folder = output
     if is_video_path(output):
         check_video_output(output, fit_longest(*clip.size, config.size), clip.fps)
-        return output.with_name(output.name + ".frames")
-    return output
+        folder = output.with_name(output.name + ".frames")
+    elif output.suffix and not output.is_dir():
+        raise ImpastoError(
+            f"output {output} has extension {output.suffix!r}, which is no video's ({kinds}); "
+            "give a video file, or a folder name without an extension"
+        )
+    for path in (Path(p).expanduser().resolve() for p in inputs):
+        if path == folder or path.parent == folder or path == clip.path:
+            raise ImpastoError(
+                f"the frames would be written to {folder}, which {'is' if path == folder else 'holds'} the input "
+                f"{path}; choose another output"
+            )
+    return folder
 
 
 class _Bars:
@@ -218,7 +232,7 @@ def run_video(argv: Sequence[str]) -> int:
         for i, p in enumerate(style_paths)
     ]
     masks = _read_masks(mask_paths)
-    folder = _store_folder(output, clip, config)
+    folder = _store_folder(output, clip, config, [*style_paths, *(mask_paths or [])])
     network = build_network(config, resolve_device(config.device))
     job = ClipJob(clip, styles, masks=masks, config=config, video=video, network=network)
     store = FrameStore(folder, clip.names, job.fingerprint(), restart)
