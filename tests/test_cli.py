@@ -299,3 +299,14 @@ def test_help_version_and_bad_input_answer_before_torch_is_imported(argv):
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith("no torch"), done.stderr
     assert last.split()[-1] in ("0", "2")
+
+
+def test_options_this_run_would_not_use_are_warned_about(capsys, files):
+    tmp, content, style = files
+    argv = [*FAST, content, style, "-o", tmp / "out.png", "--learning-rate", "0.5", "--histogram-method", "eigen"]
+    code, _, err = run_main(capsys, *argv)
+    assert code == 0 and (tmp / "out.png").exists()
+    assert "warning: --learning-rate is Adam's step size; it is not used with optimizer lbfgs" in err
+    assert "warning: --histogram-method is only used with --preserve-color histogram" in err
+    code, _, err = run_main(capsys, *argv, "--optimizer", "adam", "--preserve-color", "histogram")
+    assert code == 0 and "warning" not in err

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 # Only what --help, --version and the checks of the input need is imported here: torch (seconds)
 # waits until a run is sure to start, so that a usage mistake or a missing file answers at once.
 from . import __version__
-from .config import IMPROVED, INITS, StyleConfig
+from .config import IMPROVED, INITS, StyleConfig, unused_options
 from .errors import ImpastoError
 from .images import check_output_path, read_image, read_mask, save_image
 
@@ -214,6 +214,12 @@ def _snapshot_path(output: Path, iteration: int) -> Path:
     return output.with_name(f"{output.stem}_{iteration:05d}{output.suffix}")
 
 
+def warn_unused(config: StyleConfig) -> None:
+    """One warning for each option given that this run would not use (probably a mistake)."""
+    for text in unused_options(config):
+        warnings.warn(to_flags(text), stacklevel=2)
+
+
 def _check_snapshots_spare(output: Path, inputs: Sequence[str]) -> None:
     """Error if an input has the name of one of --save-every's snapshots (they would replace it)."""
     pattern = re.compile(re.escape(output.stem) + r"_\d{5,}" + re.escape(output.suffix))
@@ -253,6 +259,7 @@ def run_stylize(argv: Sequence[str]) -> int:
     if save_every < 0:
         raise ImpastoError(f"--save-every must be 0 or more, got {save_every}")
     config = StyleConfig(**options)
+    warn_unused(config)
     inputs = [content, *styles, *(masks or []), *([config.init] if config.init not in INITS else [])]
     out = check_output_path(output, inputs)
     if save_every:

@@ -205,6 +205,19 @@ def _integer(name: str, value: int, minimum: int, maximum: int | None = None) ->
         raise ImpastoError(f"{flag} {value} must be {'between' if top else 'at least'} {minimum}{top}")
 
 
+def unused_options(config: StyleConfig) -> list[str]:
+    """Options set away from their defaults that this configuration does not use, in words."""
+    default = StyleConfig()
+    unused = []
+    if config.optimizer != "adam" and config.learning_rate != default.learning_rate:
+        unused.append(f"learning_rate is Adam's step size; it is not used with optimizer {config.optimizer}")
+    if config.preserve_color != "histogram" and config.histogram_method != default.histogram_method:
+        unused.append("histogram_method is only used with preserve_color histogram")
+    if config.style_layers and len(set(config.style_layers)) < len(config.style_layers):
+        unused.append("style_layers names a layer twice; it counts twice in the style loss")
+    return unused
+
+
 def start_image_label(init: str) -> str:
     """How messages name an `init` that is not one of INITS: a path, unless it looks like a mistyped word."""
     if not any(sep in init for sep in ("/", "\\", ".")):

@@ -106,7 +106,9 @@ def _configs(args: dict) -> tuple[StyleConfig, VideoConfig]:
     for name in ("content_layers", "style_layers", *still.NUMBER_LISTS):
         if name in options:
             options[name] = tuple(options[name])
-    return StyleConfig(**options), VideoConfig(**video)
+    config = StyleConfig(**options)
+    still.warn_unused(config)
+    return config, VideoConfig(**video)
 
 
 def _read_masks(paths: Sequence[str] | None) -> list | None:
