@@ -283,3 +283,8 @@ def test_a_budget_too_small_for_any_size_says_so_and_how_much_is_needed(tiny_net
     with pytest.raises(ImpastoError) as off:
         stylize(*images, network=tiny_net, size=8000, iterations=1, scales=1, tile="off", max_memory=2**30)
     assert to_flags(str(off.value)).endswith(", or use --tile auto")
+
+
+def test_an_overflowing_activation_shift_is_named_as_the_cause(tiny_net, images):
+    with pytest.raises(ImpastoError, match=r"style overflowed\); use an activation_shift near -1 \(got 1e\+30\)"):
+        stylize(*images, network=tiny_net, size=32, iterations=2, scales=1, activation_shift=1e30)

@@ -577,9 +577,12 @@ class Run:
             result: Evaluation = objective(x)
             if first and not math.isfinite(result.terms["total"]):
                 bad = [k for k, v in result.terms.items() if k != "total" and not math.isfinite(v)]
+                shift = self.painter.config.activation_shift
+                fix = "lower style_weight, content_weight or tv_weight"
+                if "style" in bad and abs(shift) > 100:  # squared twice in a Gram: a large shift overflows first
+                    fix = f"use an activation_shift near -1 (got {shift:g}), or {fix}"
                 raise ImpastoError(
-                    f"the loss is not finite at the start ({', '.join(bad) or 'total'} overflowed); "
-                    "lower style_weight, content_weight or tv_weight"
+                    f"the loss is not finite at the start ({', '.join(bad) or 'total'} overflowed); {fix}"
                 )
             first = False
             last.clear()
