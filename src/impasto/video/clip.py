@@ -8,6 +8,7 @@ can be written) is checked when the clip or the output is opened. PyAV is import
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -293,6 +294,10 @@ def check_video_output(path: str | os.PathLike, size: tuple[int, int], fps: Frac
     try:
         _encode(av, probe, codec, None, [black, black], fps, None)
     except (av.FFmpegError, OSError, ValueError) as exc:
+        if isinstance(exc, OSError) and exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC):
+            raise ImpastoError(
+                f"output {target}: cannot write in {target.parent} ({_reason(exc)}); choose another folder"
+            ) from None
         raise ImpastoError(
             f"output {target}: PyAV cannot write {codec} video here ({_reason(exc)}); "
             f"use another extension: {', '.join(VIDEO_CODECS)}"
