@@ -8,7 +8,6 @@ can be written) is checked when the clip or the output is opened. PyAV is import
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import re
@@ -292,12 +291,15 @@ def check_video_output(path: str | os.PathLike, size: tuple[int, int], fps: Frac
     probe = _temp_next_to(target)
     black = PIL.Image.new("RGB", size)
     try:
+        with open(probe, "xb"):  # the folder first: a codec's errors and the folder's look alike
+            pass
+    except OSError as exc:
+        raise ImpastoError(
+            f"output {target}: cannot write in {target.parent} ({_reason(exc)}); choose another folder"
+        ) from None
+    try:
         _encode(av, probe, codec, None, [black, black], fps, None)
     except (av.FFmpegError, OSError, ValueError) as exc:
-        if isinstance(exc, OSError) and exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC):
-            raise ImpastoError(
-                f"output {target}: cannot write in {target.parent} ({_reason(exc)}); choose another folder"
-            ) from None
         raise ImpastoError(
             f"output {target}: PyAV cannot write {codec} video here ({_reason(exc)}); "
             f"use another extension: {', '.join(VIDEO_CODECS)}"
