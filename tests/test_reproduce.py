@@ -171,3 +171,117 @@ def test_reproduce_warns_when_the_software_differs(capsys, tmp_path, inputs, thr
     code, _, err = run_main(capsys, "reproduce", made, "-o", tmp_path / "again.png", "-q", "--search", content.parent)
     assert code == 0, err
     assert "warning: the picture was made with torch 1.0.0" in err and "impasto 0.0.1" in err
+
+
+# --- a record this impasto cannot use: one line, exit 2 ----------------------------------------
+
+
+def carrying(path, record):
+    """A PNG carrying `record` as stored, however it is shaped (written as a chunk, not through
+    save_png_with_settings, which needs a well-formed record for its readable line)."""
+    from PIL import PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    info.add_itxt("impasto", json.dumps(record))
+    pattern(16, 12, 2).save(path, pnginfo=info)
+    return path
+
+
+def made_from(inputs):
+    """A record of a run on `inputs`, as the still command writes it, as JSON gives it back."""
+    roles = {"content image": inputs[0], "style image 1": inputs[1]}
+    config = StyleConfig(size=40, iterations=3, scales=1, threads=1)
+    record = settings_record(config, roles, "ab" * 32, device="cpu", run={"iterations": 3, "threads": 1})
+    return json.loads(json.dumps(record))
+
+
+def one_line(err):
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err and "Error:" not in err, err
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda r: r.pop("inputs"), "cannot read: they name no inputs"),
+        (lambda r: r.update(schema=999), "of schema 999, and impasto"),
+        (lambda r: r.pop("schema"), "of no schema"),
+        (lambda r: r.update(inputs="photo.png"), "inputs is the text 'photo.png', not a table"),
+        (lambda r: r["inputs"].pop("content image"), "they name no content image"),
+        (lambda r: r["inputs"]["style image 1"].update(sha256=7), "the style image 1 has no SHA-256"),
+        (lambda r: r.update(config=[40]), "config is a list, not a table of options"),
+        (lambda r: r.update(run={"threads": "four"}), "run threads is the text 'four', not a whole number"),
+    ],
+)
+@pytest.mark.parametrize("command", ["info", "reproduce"])
+def test_a_record_of_another_shape_is_one_line(capsys, tmp_path, inputs, command, change, message):
+    record = made_from(inputs)
+    change(record)
+    picture = carrying(inputs[0].parent / "made.png", record)
+    extra = ["-o", tmp_path / "again.png"] if command == "reproduce" else []
+    code, out, err = run_main(capsys, command, picture, *extra)
+    assert code == 2 and out == "" and not (tmp_path / "again.png").exists()
+    assert one_line(err).startswith(f"impasto: error: {picture} carries impasto settings ") and message in err
+
+
+def test_another_schema_names_both_and_the_version_that_made_it(capsys, inputs):
+    record = made_from(inputs)
+    record.update(schema=2, impasto="9.0.0")
+    picture = carrying(inputs[0].parent / "made.png", record)
+    code, _, err = run_main(capsys, "info", picture)
+    assert code == 2 and "of schema 2, and impasto" in err and "reads schema 1 only" in err
+    assert one_line(err).endswith("read them with impasto 9.0.0, which made the picture")
+    code, out, _ = run_main(capsys, "info", picture, "--json")  # as stored, for a look inside
+    assert code == 0 and json.loads(out) == record
+
+
+def test_a_recorded_value_is_named_as_the_pictures_not_as_a_flag(capsys, tmp_path, inputs):
+    record = made_from(inputs)
+    record["config"]["size"] = -5
+    picture = carrying(inputs[0].parent / "made.png", record)
+    code, _, err = run_main(capsys, "reproduce", picture, "-o", tmp_path / "again.png")
+    assert code == 2 and not (tmp_path / "again.png").exists()
+    assert one_line(err) == (
+        f"impasto: error: the settings recorded in {picture} are not valid: size -5 must be between 1 and 32768"
+    )
+    # info shows what the picture carries, with the problem, and offers no command that cannot run
+    code, out, _ = run_main(capsys, "info", picture)
+    assert code == 0 and "size -5 must be between 1 and 32768" in out and "--size" not in out
+    assert "again: impasto reproduce" not in out and "the same command" not in out
+
+
+@pytest.mark.parametrize(
+    "option, value, message",
+    [
+        ("winograd", "no", "winograd is the text 'no', not true or false"),  # "no" would read as true
+        ("style_layers", 5, "style_layers is the number 5, not a list of names"),
+        ("size", "big", "size is the text 'big', not a whole number"),
+        ("sharpness", 2, "name options impasto"),
+    ],
+)
+def test_a_recorded_option_of_the_wrong_type_is_named(capsys, tmp_path, inputs, option, value, message):
+    record = made_from(inputs)
+    record["config"][option] = value
+    picture = carrying(inputs[0].parent / "made.png", record)
+    code, _, err = run_main(capsys, "reproduce", picture, "-o", tmp_path / "again.png")
+    assert code == 2 and message in one_line(err) and "--" not in err
+
+
+def test_a_search_path_that_is_a_file_is_named_as_one(capsys, tmp_path, inputs):
+    picture = carrying(tmp_path / "made.png", made_from(inputs))
+    code, _, err = run_main(capsys, "reproduce", picture, "-o", tmp_path / "again.png", "--search", inputs[0])
+    assert code == 2
+    assert one_line(err) == (
+        f"impasto: error: search folder {inputs[0]} is a file, not a folder; pass a folder, such as {inputs[0].parent}"
+    )
+
+
+@pytest.mark.parametrize("command", ["info", "reproduce"])
+def test_a_picture_without_settings_says_so_plainly(capsys, tmp_path, command):
+    pattern(16, 12, 2).save(tmp_path / "photo.png")
+    extra = ["-o", tmp_path / "again.png"] if command == "reproduce" else []
+    code, _, err = run_main(capsys, command, tmp_path / "photo.png", *extra)
+    line = one_line(err)
+    assert code == 2 and "photo.png carries no impasto settings: it was not made by impasto" in line
+    assert "metadata was stripped" in line and "nothing to reproduce" not in line

@@ -313,7 +313,8 @@ def test_impasto_web_serves_this_machine_by_default(monkeypatch, capsys):
     from impasto.cli import main
     from impasto.web import cli as web_cli
 
-    made, served = {}, {}
+    made, served, checked = {}, {}, []
+    monkeypatch.setattr(web_cli, "check_address", lambda host, port: checked.append((host, port)))  # no real bind
     monkeypatch.setattr(app, "create_app", lambda **kw: made.update(kw) or "page")
     monkeypatch.setattr(app, "launch", lambda page, **kw: served.update(kw, page=page))
     assert main(["web"]) == 0
@@ -327,7 +328,8 @@ def test_impasto_web_serves_this_machine_by_default(monkeypatch, capsys):
     assert re.fullmatch(r"[0-9a-f]{64}", made["weights_sha256"])  # the default weights, recorded in each PNG
     assert "serving on http://127.0.0.1:7860" in capsys.readouterr().err
     assert main(["web", "--host", "0.0.0.0", "--port", "8000", "--max-upload", "5MB"]) == 0
-    assert (served["host"], served["port"], served["max_file_size"]) == ("0.0.0.0", 8000, "5MB")
+    assert (served["host"], served["port"], served["max_file_size"]) == ("0.0.0.0", 8000, 5 * 2**20)
+    assert checked == [("127.0.0.1", 7860), ("0.0.0.0", 8000)]  # checked before the network loads
     assert web_cli.build_parser().get_default("host") == "127.0.0.1"
 
 

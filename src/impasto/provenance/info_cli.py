@@ -16,14 +16,17 @@ from ..errors import ImpastoError
 def build_parser() -> argparse.ArgumentParser:
     parser = still._Parser(prog="impasto info", description="Show the settings a picture made by impasto carries.")
     parser.add_argument("image", metavar="IMAGE", help="a picture impasto made (PNG, JPEG, WebP or TIFF)")
-    parser.add_argument("--json", action="store_true", help="print the record as JSON, as stored")
+    parser.add_argument(
+        "--json", action="store_true", help="print the record as JSON, as stored (even one this impasto cannot read)"
+    )
     return parser
 
 
 def describe(record: Mapping[str, Any], image: str) -> list[str]:
     """The record as readable lines: software, run, inputs, options, and the commands that make it again."""
-    from ..metadata import HASH_KEY, config_from_settings
+    from ..metadata import HASH_KEY
     from .reproduce_cli import still_argv
+    from .settings import settings_config
 
     run = record.get("run") or {}
     threads = f", {run['threads']} CPU threads" if run.get("threads") else ""
@@ -43,12 +46,13 @@ def describe(record: Mapping[str, Any], image: str) -> list[str]:
     lines.append(f"weights: sha256 {record.get('weights_sha256')}")
     lines.append(f"settings hash: {record.get(HASH_KEY)}")
     try:
-        config = config_from_settings(record)
+        config = settings_config(record, image)
         names = {role: info.get("file") or role for role, info in inputs.items()}
         command = still_argv(config, names)
         lines.append("the same command: " + shlex.join(["impasto", *command]))
-    except ImpastoError as error:
+    except ImpastoError as error:  # shown, not raised: info tells what the picture carries
         lines.append(f"options: {json.dumps(record.get('config'))} ({error})")
+        return lines
     lines.append(f"again: impasto reproduce {shlex.quote(image)} -o OUT [--search DIR]")
     return lines
 
@@ -58,11 +62,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         args = build_parser().parse_args(argv)
-        from .reproduce_cli import read_record
+        from .settings import read_record
 
-        record = read_record(args.image)
-    except ImpastoError as error:
-        print(f"impasto: error: {still.to_flags(str(error))}", file=sys.stderr)
+        record = read_record(args.image, check=not args.json)
+    except ImpastoError as error:  # about the picture's settings, which name options as it does: no flags
+        print(f"impasto: error: {error}", file=sys.stderr)
         return still.EXIT_USAGE
     if args.json:
         print(json.dumps(record, indent=2, ensure_ascii=False))

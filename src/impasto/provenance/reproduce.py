@@ -19,8 +19,9 @@ import torch
 from ..config import StyleConfig
 from ..errors import ImpastoError
 from ..images import IMAGE_EXTENSIONS
-from ..metadata import config_from_settings, sha256_of
+from ..metadata import sha256_of
 from .record import weights_file
+from .settings import settings_config
 
 __all__ = ["differences", "find_file", "find_inputs", "recorded_config"]
 
@@ -105,6 +106,10 @@ def find_inputs(
     recorded SHA-256."""
     folders = list(dict.fromkeys(Path(p).expanduser().resolve() for p in search))
     for folder in folders:
+        if folder.is_file():
+            raise ImpastoError(
+                f"search folder {folder} is a file, not a folder; pass a folder, such as {folder.parent}"
+            )
         if not folder.is_dir():
             raise ImpastoError(f"search folder {folder} does not exist; check the path")
     near = list(dict.fromkeys((Path(image).expanduser().resolve().parent, Path.cwd().resolve())))
@@ -124,7 +129,7 @@ def recorded_config(
 ) -> StyleConfig:
     """The record's StyleConfig, its paths pointing at the files found: the start image, and the
     weights file (found by name and SHA-256 when it is not where it was)."""
-    config = config_from_settings(record)
+    config = settings_config(record, image or "the picture")
     if "start image" in found:
         config = config.replace(init=str(found["start image"]))
     recorded = record.get("weights_sha256")

@@ -12,7 +12,6 @@ import argparse
 import dataclasses
 import warnings
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 from .. import cli as still
@@ -35,19 +34,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     return parser
-
-
-def read_record(image: str | Path) -> dict[str, Any]:
-    """The record IMAGE carries, or a one-line ImpastoError saying it has none."""
-    from ..metadata import read_settings
-
-    record = read_settings(image)
-    if record is None:
-        raise ImpastoError(
-            f"{image} carries no impasto settings (made elsewhere, saved as BMP, or with "
-            "--no-metadata); nothing to reproduce"
-        )
-    return record
 
 
 def still_argv(config: StyleConfig, inputs: Mapping[str, Any], output: str = "OUT") -> list[str]:
@@ -80,9 +66,11 @@ def still_argv(config: StyleConfig, inputs: Mapping[str, Any], output: str = "OU
 
 def run(argv: Sequence[str]) -> int:
     args = build_parser().parse_args(argv)
+    from .settings import read_record
+
+    record = read_record(args.image)  # checked before torch loads: a bad record answers at once
     from .reproduce import device_available, differences, find_inputs, recorded_config  # imports torch
 
-    record = read_record(args.image)
     found = find_inputs(record, args.image, args.search)
     config = recorded_config(record, found, args.search, args.image)
     device = record.get("device")
@@ -110,4 +98,8 @@ def run(argv: Sequence[str]) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `impasto reproduce`; returns the exit status."""
     warnings.showwarning = still._one_line_warnings
-    return still.run_front_end(run, argv, "interrupted before the first iteration; nothing was written")
+    # Every option comes from the picture (reproduce takes none), so a message names it as the
+    # record does ("size"), not as a flag the user could not have given ("--size").
+    return still.run_front_end(
+        run, argv, "interrupted before the first iteration; nothing was written", flags=lambda message: message
+    )

@@ -1,22 +1,80 @@
 """`impasto web`: serve the studio page on this machine.
 
 It binds to 127.0.0.1 unless told otherwise, never opens a public share link, sends no analytics
-and loads nothing from other hosts, so it works offline. The network is loaded once, here.
+and loads nothing from other hosts, so it works offline. The network is loaded once, here, after
+the address and the upload limit are checked, so a mistake in either answers at once.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
+import re
+import socket
 import sys
 from collections.abc import Sequence
 
+from .. import cli as still
 from ..errors import ImpastoError
 
 DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 7860
+UPLOAD_UNITS = {"B": 1, "KB": 2**10, "MB": 2**20, "GB": 2**30, "TB": 2**40}
+"""Units of --max-upload: Gradio's own (any case), plus the --max-memory style K, M, G, T."""
+_UPLOAD_SIZE = re.compile(r"(\d+(?:\.\d*)?|\.\d+)([KMGT]?B|[KMGT])")
+
+
+def parse_upload_size(text: str) -> int:
+    """--max-upload as a number of bytes: 25MB, 500kb, 1GB (as Gradio reads them), or 1.5G as
+    --max-memory does. A unit is required: a bare 25 would be 25 bytes, refusing every upload."""
+    match = _UPLOAD_SIZE.fullmatch(text.replace(" ", "").upper())
+    size = float(match[1]) * UPLOAD_UNITS[match[2].rstrip("B") + "B"] if match else 0.0
+    if size < 1:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an upload size; give a number above 0 and a unit, e.g. 25MB, 500KB or 1.5GB "
+            f"(units: {', '.join(UPLOAD_UNITS)}, or K, M, G, T)"
+        )
+    return int(size)
+
+
+def check_address(host: str, port: int) -> None:
+    """A one-line ImpastoError unless this machine can serve on host:port: the host must resolve,
+    be an address of this machine, and the port be free (bound once and let go, as Gradio does)."""
+    if not 0 < port < 65536:
+        raise ImpastoError(f"--port {port} must be between 1 and 65535")
+    name = host[1:-1] if host.startswith("[") and host.endswith("]") else host  # [::1], as in a URL
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(name, port, type=socket.SOCK_STREAM)[0]
+    except (OSError, UnicodeError) as error:
+        reason = getattr(error, "strerror", None) or str(error)
+        raise ImpastoError(
+            f"--host {host!r} is not an address or a name this machine can resolve ({reason}); "
+            "use 127.0.0.1 (this machine only), 0.0.0.0 (every network) or a valid host name"
+        ) from None
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server will
+        try:
+            probe.bind(address)
+        except OSError as error:
+            raise ImpastoError(_bind_problem(host, port, error)) from None
+
+
+def _bind_problem(host: str, port: int, error: OSError) -> str:
+    """Why the server could not listen on host:port, and what to change, in one line."""
+    where = f"cannot serve on {host}:{port}"
+    if error.errno == errno.EADDRINUSE:
+        return f"{where} (the port is in use); choose another port with --port"
+    if error.errno == errno.EADDRNOTAVAIL:
+        return (
+            f"{where} ({host} is not an address of this machine); use --host 127.0.0.1 (this machine "
+            "only), 0.0.0.0 (every network) or one of this machine's addresses"
+        )
+    if error.errno == errno.EACCES and port < 1024:
+        return f"{where} (only an administrator may use ports below 1024); choose a port above 1023 with --port"
+    return f"{where} ({error.strerror or error}); check --host and --port"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = still._Parser(
         prog="impasto web",
         description="Serve impasto's studio page: upload a photo and styles, paint masks, watch the "
         "picture form, stop it, download a PNG that carries its settings.",
@@ -29,7 +87,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default: {DEFAULT_PORT})")
     parser.add_argument(
-        "--max-upload", default=None, metavar="SIZE", help="largest file an upload may be, e.g. 25MB (default: 25MB)"
+        "--max-upload",
+        type=parse_upload_size,
+        default=None,
+        metavar="SIZE",
+        help="largest file an upload may be, e.g. 25MB, 500KB or 1.5GB (default: 25MB)",
     )
     return parser
 
@@ -37,8 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Serve until Ctrl-C; returns the exit status. Problems are one-line ImpastoErrors."""
     args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
-    if not 0 < args.port < 65536:
-        raise ImpastoError(f"--port {args.port} must be between 1 and 65535")
+    check_address(args.host, args.port)
     from ..memory import reuse_freed_memory
     from ..metadata import sha256_of
     from ..weights import default_weights_path
