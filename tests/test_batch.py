@@ -2,6 +2,7 @@
 
 import csv
 import dataclasses
+import re
 import threading
 
 import numpy as np
@@ -149,12 +150,86 @@ size = -1
         ("colour = 1\n[[job]]\ncontent = 'a.png'\nstyles = ['b.png']", "unknown setting 'colour'"),
         ("[[job]]\nstyles = ['b.png']", "no content"),
         ("[[job]]\ncontent = 'a.png'", "no styles"),
+        ("[[job]]\ncontent = 7\nstyles = ['b.png']", "job 1: content must be a path (a string), got 7"),
+        ("[[job]]\ncontent = 'a.png'\nstyles = [1]", "styles must be a file name or a list of file names"),
+        ("[[job]]\ncontent = 'a.png'\nstyles = ['b.png']\noutput = 5", "output must be a path (a string), got 5"),
+        ("improved = 'no'\n[[job]]\ncontent = 'a.png'\nstyles = ['b.png']", 'improved must be true or false, got "no"'),
+        (
+            "iterations = true\n[[job]]\ncontent = 'a.png'\nstyles = ['b.png']",
+            "iterations must be a whole number, got true",
+        ),
+        (
+            "style_weight = '9'\n[[job]]\ncontent = 'a.png'\nstyles = ['b.png']",
+            'style_weight must be a number, got "9"',
+        ),
+        ("output_dir = 5\n[[job]]\ncontent = 'a.png'\nstyles = ['b.png']", "output_dir must be a path (a string)"),
+        ("format = 5\n[[job]]\ncontent = 'a.png'\nstyles = ['b.png']", "format must be a string, got 5"),
     ],
 )
 def test_a_bad_jobs_file_is_one_line(tmp_path, text, needle):
     (tmp_path / "jobs.toml").write_text(text)
-    with pytest.raises(ImpastoError, match=needle.replace("[", r"\[")):
+    with pytest.raises(ImpastoError, match=re.escape(needle)) as info:
         read_jobs_file(tmp_path / "jobs.toml")
+    assert "\n" not in str(info.value)
+
+
+def test_a_jobs_file_that_is_not_utf8_is_one_line(tmp_path):
+    (tmp_path / "jobs.toml").write_bytes(b"\xff\xfe[\x00[\x00j\x00o\x00b\x00]\x00]\x00")
+    with pytest.raises(ImpastoError, match="is not UTF-8 text.*save it as UTF-8") as info:
+        read_jobs_file(tmp_path / "jobs.toml")
+    assert "\n" not in str(info.value)
+
+
+def test_options_of_the_wrong_toml_type_fail_their_job_and_say_the_type(tmp_path):
+    """ "no" is not false, true is not 1: a wrong type is named, never taken for another value."""
+    jobs = [
+        ("improved = 'yes'", 'improved must be true or false, got "yes"'),
+        ("improved = 1", "improved must be true or false, got 1"),
+        ("winograd = 'no'", 'winograd must be true or false, got "no"'),
+        ("iterations = true", "iterations must be a whole number, got true"),
+        ("size = 40.0", "size must be a whole number, got 40.0"),
+        ("style_blend = [1, 'a']", 'style_blend must be a list of numbers, got [1, "a"]'),
+        ("content_layers = 'relu4_2'", 'content_layers must be a list of strings, got "relu4_2"'),
+        ("tile = false", "tile must be a whole number or a string, got false"),
+        ("init = 3", "init must be a string, got 3"),
+        ("improved = true\ntile = 'off'\nstyle_weight = 300\nstyle_layer_weights = [1, 0.5, 1, 1, 1]", None),
+    ]
+    text = "styles = ['s.png']\n" + "".join(
+        f"[[job]]\ncontent = 'a.png'\noutput = '{i}.png'\n{line}\n" for i, (line, _) in enumerate(jobs)
+    )
+    (tmp_path / "jobs.toml").write_text(text)
+    for job, (line, error) in zip(read_jobs_file(tmp_path / "jobs.toml"), jobs):
+        if error is None:
+            assert job.error is None and job.config.all_conv_layers and job.config.tile == "off"
+            assert job.config.style_weight == 300.0 and job.config.style_layer_weights == (1.0, 0.5, 1.0, 1.0, 1.0)
+        else:
+            assert job.config is None and job.error.endswith(error), line
+
+
+def test_no_job_may_write_over_an_input_of_the_batch(tmp_path):
+    """Another job's content, style or mask, or the job's own input, however the path is spelt."""
+    for name in ("a.png", "a-s.png", "s.png", "m.png"):
+        pattern(40, 40, 1).save(tmp_path / name)
+    (tmp_path / "link").symlink_to(tmp_path)
+    with pytest.raises(
+        ImpastoError, match=r"job a-s would write .*a-s.png, which is the content image of job a-s-s; "
+    ) as info:
+        cross_jobs([tmp_path / "a.png", tmp_path / "a-s.png"], [tmp_path / "s.png"], tmp_path / "link", FAST)
+    assert "another output folder (-o)" in str(info.value) and "\n" not in str(info.value)
+    cases = [
+        ("content = 'a.png'\noutput = 'link/a.png'", "its own content image"),
+        ("content = 'a.png'\noutput = '../s.png'", "its own style image 1"),
+        (
+            "content = 'a-s.png'\nmasks = ['m.png']\n[[job]]\ncontent = 'a.png'\noutput = 'm.png'",
+            "style mask 1 of job a-s",
+        ),
+        ("content = 'a.png'\noutput = 'x.png'\ninit = 'a-s.png'\n[[job]]\ncontent = 'a.png'", "start image of job x"),
+    ]
+    (tmp_path / "work").mkdir()
+    for table, needle in cases:
+        (tmp_path / "jobs.toml").write_text(f"styles = ['s.png']\n[[job]]\n{table}\n")
+        with pytest.raises(ImpastoError, match=needle):
+            read_jobs_file(tmp_path / "jobs.toml", output_dir=tmp_path / "work" if "../" in table else None)
 
 
 # --- running, resuming, faults -----------------------------------------------------------------
@@ -349,3 +424,13 @@ def test_workers_that_cannot_start_are_one_clear_error_not_failed_jobs(folders):
     last = done.stderr.strip().splitlines()[-1]
     assert "a batch worker process could not start" in last and '__name__ == "__main__"' in last
     assert not list((tmp / "out").glob("*.png"))
+
+
+def test_a_summary_that_cannot_be_written_is_an_error_before_any_work(folders, tiny_net):
+    tmp, contents, styles = folders
+    (tmp / "a-file").write_text("")
+    jobs = cross_jobs([contents / "cat.png"], [styles / "stripes.png"], tmp / "out", FAST)
+    events = []
+    with pytest.raises(ImpastoError, match=r"a-file/sub cannot be created \(.*\); give another folder"):
+        run_batch(jobs, executor(tiny_net), callback=events.append, summary=tmp / "a-file" / "sub" / "summary.csv")
+    assert not events and not (tmp / "out").exists()

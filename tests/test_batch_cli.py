@@ -157,3 +157,75 @@ def test_a_signal_keeps_finished_pictures_and_a_rerun_does_only_the_rest(folders
     assert sum(v == "done" for v in counts.values()) == 3 - len(finished)
     again = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0 and set(statuses(out / "batch-summary.csv").values()) == {"skipped"}
+
+
+def test_a_job_that_would_write_over_another_jobs_content_is_refused_before_any_work(capsys, tmp_path):
+    folder = tmp_path / "b2"
+    folder.mkdir()
+    pattern(48, 32, 1).save(folder / "a.png")
+    pattern(48, 32, 2).save(folder / "a-s.png")  # job a-s would write this: the content of job a-s-s
+    stripes(40, 40).save(folder / "s.jpg")
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    for out in (folder, tmp_path / "." / "b2" / ".." / "b2"):
+        code, _, err = run_main(
+            capsys,
+            "batch",
+            "--contents",
+            folder / "a.png",
+            folder / "a-s.png",
+            "--styles",
+            folder / "s.jpg",
+            "-o",
+            out,
+            *FAST,
+        )
+        assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+        assert "job a-s would write" in err and "a-s.png, which is the content image of job a-s-s" in err
+        assert "another output folder (-o)" in err
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before  # no picture, no summary
+
+
+def test_the_output_folder_may_not_be_a_folder_of_inputs(capsys, folders):
+    tmp, contents, styles = folders
+    (tmp / "same").symlink_to(contents)
+    for out, flag in ((contents, "--contents"), (tmp / "same", "--contents"), (styles, "--styles")):
+        argv = ["--contents", contents, "--styles", styles, "-o", out]
+        code, _, err = run_main(capsys, "batch", *argv, *FAST)
+        assert code == 2 and len(err.strip().splitlines()) == 1, err
+        assert "is the input folder" in err and "give another output folder (-o)" in err
+    assert pictures(contents) == ["cat.png", "dog.png", "owl.png"] and pictures(styles) == ["stripes.png"]
+    assert not list(tmp.rglob("batch-summary.csv"))
+
+
+def test_an_output_folder_that_cannot_be_made_is_one_line_and_exit_2(capsys, folders):
+    tmp, contents, styles = folders
+    (tmp / "a-file").write_text("")
+    (tmp / "jobs.toml").write_text(
+        f"output_dir = 'a-file'\nstyles = ['{styles / 'stripes.png'}']\n[[job]]\ncontent = '{contents / 'cat.png'}'\n"
+    )
+    cases = [
+        (["--contents", contents, "--styles", styles, "-o", tmp / "a-file" / "out"], "cannot be created"),
+        (["--contents", contents, "--styles", styles, "-o", tmp / "a-file"], "is a file"),
+        ([tmp / "jobs.toml"], "is a file"),
+    ]
+    for argv, needle in cases:
+        code, _, err = run_main(capsys, "batch", *argv, *FAST)
+        assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+        assert f"output folder {tmp / 'a-file'}" in err and needle in err and "failed" not in err
+
+
+def test_jobs_file_mistakes_are_one_line_in_the_files_own_words(capsys, tmp_path):
+    (tmp_path / "latin1.toml").write_bytes("size = 40 # taille réduite\n".encode("latin-1"))
+    (tmp_path / "typed.toml").write_text("style_weight = '300'\nstyles = ['s.png']\n[[job]]\ncontent = 'a.png'\n")
+    (tmp_path / "no.toml").write_text("improved = 'no'\nstyles = ['s.png']\n[[job]]\ncontent = 'a.png'\n")
+    (tmp_path / "seven.toml").write_text("styles = ['s.png']\n[[job]]\ncontent = 7\n")
+    cases = [
+        ("latin1.toml", "is not UTF-8 text"),
+        ("typed.toml", 'style_weight must be a number, got "300"'),
+        ("no.toml", 'improved must be true or false, got "no"'),
+        ("seven.toml", "job 1: content must be a path (a string), got 7"),
+    ]
+    for name, needle in cases:
+        code, _, err = run_main(capsys, "batch", tmp_path / name, *FAST)
+        assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+        assert needle in err  # the file's names: style_weight, not --style-weight

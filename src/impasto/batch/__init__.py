@@ -6,11 +6,12 @@
                       impasto.StyleConfig(size=384))
     result = run_batch(jobs, LocalExecutor(workers=2), summary="out/batch-summary.csv")
 
-`jobs` makes the jobs (every content in every style, or a TOML file's tables), `runner` runs them
-(skipping those done before, writing outputs with their settings, the summary CSV), `worker` is
-what paints on each worker (one network, painters reused across jobs), `local` runs workers here
-and `cluster` on Ray (the `impasto[ray]` extra, imported only there). `impasto batch` is `cli`.
-Names are imported on first use, so `impasto batch --help` answers without loading torch.
+`jobs` makes the jobs (every content in every style) and checks them, `jobs_file` reads those
+of a TOML file, `runner` runs them (skipping those done before, writing outputs with their
+settings, the summary CSV), `worker` is what paints on each worker (one network, painters reused
+across jobs), `local` runs workers here and `cluster` on Ray (the `impasto[ray]` extra, imported
+only there). `impasto batch` is `cli`. Names are imported on first use, so `impasto batch --help`
+answers without loading torch.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ _EXPORTS = {
     "Job": "jobs",
     "cross_jobs": "jobs",
     "image_files": "jobs",
-    "read_jobs_file": "jobs",
+    "read_jobs_file": "jobs_file",
     "LocalExecutor": "local",
     "SUMMARY_NAME": "runner",
     "BatchEvent": "runner",

@@ -13,7 +13,7 @@ import argparse
 import re
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -105,9 +105,10 @@ def _options(args: dict[str, Any]) -> dict[str, Any]:
     return options
 
 
-def _jobs(args: dict[str, Any]) -> tuple[list, Path]:
-    """The jobs the command line describes, and the output folder."""
-    from .jobs import cross_jobs, image_files, jobs_folder, read_jobs_file
+def _jobs(args: dict[str, Any]) -> tuple[list, Path, list[str]]:
+    """The jobs the command line describes, the output folder, and the folders of inputs named."""
+    from .jobs import cross_jobs, image_files
+    from .jobs_file import jobs_folder, read_jobs_file
 
     jobs_file, contents, styles = args.pop("jobs_file"), args.pop("contents"), args.pop("styles")
     output, together, masks, fmt = args.pop("output"), args.pop("together"), args.pop("style_masks"), args.pop("format")
@@ -115,7 +116,7 @@ def _jobs(args: dict[str, Any]) -> tuple[list, Path]:
     if jobs_file is not None:
         if contents or styles or masks or together:
             raise ImpastoError("give either a jobs file or --contents and --styles, not both")
-        return read_jobs_file(jobs_file, options, output), jobs_folder(jobs_file, output)
+        return read_jobs_file(jobs_file, options, output), jobs_folder(jobs_file, output), []
     if not contents or not styles:
         raise ImpastoError("give --contents and --styles (files or folders), or a jobs file")
     if not output:
@@ -123,8 +124,6 @@ def _jobs(args: dict[str, Any]) -> tuple[list, Path]:
     config = StyleConfig(**options)
     mask_paths = [Path(m) for m in masks] if masks else None
     folder = Path(output).expanduser()
-    if folder.exists() and not folder.is_dir():
-        raise ImpastoError(f"-o {folder} is a file; give a folder for the pictures")
     jobs = cross_jobs(
         image_files(contents, "content"),
         image_files(styles, "style"),
@@ -134,7 +133,7 @@ def _jobs(args: dict[str, Any]) -> tuple[list, Path]:
         masks=mask_paths,
         fmt=fmt or "png",
     )
-    return jobs, folder
+    return jobs, folder, [*contents, *styles]
 
 
 def _executor(ray: str | None, workers: int | None, threads: int | None):
@@ -215,8 +214,11 @@ def run(argv: Sequence[str]) -> int:
     quiet, ray, workers = args.pop("quiet"), args.pop("ray"), args.pop("workers")
     threads = args.get("threads")
     contents_mode = args.get("jobs_file") is None
-    jobs, folder = _jobs(args)
+    jobs, folder, sources = _jobs(args)
     executor = _executor(ray, workers, threads)
+    from .jobs import output_folder
+
+    output_folder(folder, sources)  # last of the checks, so that a bad batch leaves no folder behind
     if ray is None and (workers or 1) == 1 and threads:
         import torch
 
@@ -258,9 +260,17 @@ def _closing(result, received: list[int], summary: Path, quiet: bool) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `impasto batch`; returns the exit status."""
+    args = list(sys.argv[1:] if argv is None else argv)
     return still.run_front_end(
         run,
-        argv,
+        args,
         "interrupted; finished pictures are kept (nothing half-written); run the same command again to resume",
-        to_flags,
+        _words(args),
     )
+
+
+def _words(argv: list[str]) -> Callable[[str], str]:
+    """How messages name the options: as flags, or as a jobs file names them (`style_weight`)
+    when the options come from a jobs file (as the lines of its failed jobs do)."""
+    known, _ = build_parser().parse_known_args(argv)
+    return to_flags if known.jobs_file is None else str

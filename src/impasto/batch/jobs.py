@@ -1,23 +1,22 @@
-"""The jobs of a batch: every content in every style, or the `[[job]]` tables of a TOML file.
+"""The jobs of a batch: every content in every style, and the checks of a batch's jobs.
 
 A `Job` is one picture to make: a content, its styles (and masks), its options and its output
-file. Problems with one job (an option out of range, an unknown option in its table) stay with
-that job (`Job.error`), so the others still run; problems with the whole batch (a folder that
-does not exist, two jobs writing one file, a file that is not TOML) are an ImpastoError.
+file. Problems with one job (an option out of range) stay with that job (`Job.error`), so the
+others still run; problems with the whole batch (a folder that does not exist, two jobs writing one
+file, a job writing over an input of the batch) are an ImpastoError. `jobs_file` reads the jobs of
+a TOML file.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
+import os
 import re
-import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from ..config import IMPROVED, INITS, StyleConfig
+from ..config import INITS, StyleConfig
 from ..errors import ImpastoError
 from ..images import IMAGE_EXTENSIONS
 from ..metadata import SETTINGS_SUFFIXES
@@ -28,17 +27,14 @@ __all__ = [
     "check_outputs",
     "cross_jobs",
     "image_files",
-    "jobs_folder",
+    "output_folder",
     "output_name",
-    "read_jobs_file",
+    "output_suffix",
 ]
 
 OUTPUT_FORMATS = tuple(s.lstrip(".") for s in SETTINGS_SUFFIXES)
 """Formats a batch writes: those that carry their settings, which resuming needs (not BMP)."""
 
-_CONFIG_FIELDS = {f.name: f for f in dataclasses.fields(StyleConfig)}
-_JOB_KEYS = ("content", "styles", "masks", "output", "improved")
-_SHARED_KEYS = ("styles", "masks", "improved", "output_dir", "format")
 _LONGEST_NAME = 120
 
 
@@ -95,7 +91,8 @@ def output_name(content: Path, styles: Sequence[Path], suffix: str) -> str:
     return stem + suffix
 
 
-def _suffix(fmt: str) -> str:
+def output_suffix(fmt: str) -> str:
+    """The file suffix of an output format (`png` -> `.png`); an ImpastoError for one a batch cannot write."""
     fmt = fmt.lower().lstrip(".")
     if fmt not in OUTPUT_FORMATS:
         raise ImpastoError(
@@ -119,7 +116,7 @@ def cross_jobs(
 
     `masks`, one per style, go with their style in either case. `config.style_blend` needs
     `together` (it weighs the styles of one picture)."""
-    suffix = _suffix(fmt)
+    suffix = output_suffix(fmt)
     if masks is not None and len(masks) != len(styles):
         raise ImpastoError(
             f"got {len(masks)} style masks for {len(styles)} style images; give one mask per style, in the same order"
@@ -140,145 +137,74 @@ def cross_jobs(
     return jobs
 
 
-def _load_toml(path: Path) -> dict[str, Any]:
-    if sys.version_info >= (3, 11):
-        import tomllib
-    else:  # pragma: no cover - Python 3.10
-        import tomli as tomllib
+def _file_key(path: Path) -> object:
+    """What tells files apart: device and inode where the file exists (so a hard link, or another
+    spelling on a disk that ignores case, is the same file), else the path with links resolved."""
+    path = path.expanduser()
     try:
-        with open(path, "rb") as fh:
-            return tomllib.load(fh)
-    except FileNotFoundError:
-        raise ImpastoError(f"jobs file {path} does not exist; check the path") from None
-    except OSError as exc:
-        raise ImpastoError(f"jobs file {path} cannot be read ({exc.strerror or exc}); check the file") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ImpastoError(f"jobs file {path} is not valid TOML ({exc}); fix it") from None
+        info = path.stat()
+    except (OSError, ValueError):
+        return Path(os.path.realpath(path))
+    return (info.st_dev, info.st_ino)
 
 
-def _paths(value: Any, base: Path, key: str) -> tuple[Path, ...]:
-    items = [value] if isinstance(value, str) else value
-    if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
-        raise ImpastoError(f"{key} must be a file name or a list of file names, got {value!r}")
-    return tuple(base / Path(i).expanduser() for i in items)
-
-
-def _options(table: Mapping[str, Any], base: Path) -> dict[str, Any]:
-    """The StyleConfig options of a table, lists as tuples, whole numbers as floats where the
-    option is a float (so `style_weight = 300` and `300.0` are the same settings)."""
-    options: dict[str, Any] = dict(IMPROVED) if table.get("improved") else {}
-    for key, value in table.items():
-        if key not in _CONFIG_FIELDS:
-            continue
-        kind = str(_CONFIG_FIELDS[key].type)
-        if isinstance(value, list):
-            value = tuple(float(v) if "float" in kind and isinstance(v, int) else v for v in value)
-        elif kind.startswith("float") and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if key in ("weights", "init") and isinstance(value, str) and (key == "weights" or value not in INITS):
-            value = str(base / Path(value).expanduser())
-        options[key] = value
-    return options
-
-
-def _unknown(table: Mapping[str, Any], allowed: Sequence[str]) -> list[str]:
-    return sorted(k for k in table if k not in _CONFIG_FIELDS and k not in allowed)
-
-
-def read_jobs_file(
-    path: str | Path, overrides: Mapping[str, Any] | None = None, output_dir: str | Path | None = None
-) -> list[Job]:
-    """The jobs of a TOML file: top-level keys are shared defaults (any StyleConfig option, and
-    `styles`, `masks`, `improved`, `output_dir`, `format`); each `[[job]]` table has a `content`
-    and may set `styles`, `masks`, `output` and any option. Paths are relative to the file's folder,
-    outputs to the output folder (`output_dir`, else the file's folder). `overrides` (options given
-    on the command line) win over both."""
-    path = Path(path).expanduser()
-    data = _load_toml(path)
-    base = path.resolve().parent
-    unknown = _unknown({k: v for k, v in data.items() if k != "job"}, _SHARED_KEYS)
-    if unknown:
-        raise ImpastoError(
-            f"jobs file {path}: unknown setting {unknown[0]!r}; use StyleConfig option names "
-            f"or {', '.join(_SHARED_KEYS)}"
-        )
-    tables = data.get("job")
-    if not isinstance(tables, list) or not tables or not all(isinstance(t, dict) for t in tables):
-        raise ImpastoError(f"jobs file {path} has no [[job]] tables; add one per picture")
-    folder = _folder(data, base, output_dir)
-    suffix = _suffix(str(data.get("format", "png")))
-    shared = _options(data, base)
-    jobs = [
-        _job(i, table, data, shared, dict(overrides or {}), base, folder, suffix)
-        for i, table in enumerate(tables, start=1)
-    ]
-    check_outputs(jobs)
-    return jobs
-
-
-def _folder(data: Mapping[str, Any], base: Path, output_dir: str | Path | None) -> Path:
-    if output_dir is not None:
-        return Path(output_dir).expanduser()
-    return base / Path(str(data.get("output_dir", "."))).expanduser()
-
-
-def jobs_folder(path: str | Path, output_dir: str | Path | None = None) -> Path:
-    """The output folder of a jobs file: `output_dir` if given, else the file's, else its folder."""
-    path = Path(path).expanduser()
-    return _folder(_load_toml(path), path.resolve().parent, output_dir)
-
-
-def _job(
-    number: int,
-    table: dict[str, Any],
-    shared_table: Mapping[str, Any],
-    shared: dict[str, Any],
-    overrides: dict[str, Any],
-    base: Path,
-    folder: Path,
-    suffix: str,
-) -> Job:
-    if not isinstance(table.get("content"), str):
-        raise ImpastoError(f'job {number} has no content; give it content = "photo.jpg"')
-    content = base / Path(table["content"]).expanduser()
-    label = f"job {number} ({content.name})"
-    styles_value = table.get("styles", shared_table.get("styles"))
-    if styles_value is None:
-        raise ImpastoError(f'{label} has no styles; give it styles = ["art.jpg"] or set styles for all jobs')
-    styles = _paths(styles_value, base, "styles")
-    masks_value = table.get("masks", shared_table.get("masks"))
-    masks = _paths(masks_value, base, "masks") if masks_value is not None else ()
-    if "output" in table:
-        output = folder / Path(str(table["output"])).expanduser()
-    else:
-        output = folder / output_name(content, styles, suffix)
-    name = output.stem
-    unknown = _unknown(table, _JOB_KEYS)
-    if unknown:
-        problem = f"unknown option {unknown[0]!r}; valid options: {', '.join(sorted(_CONFIG_FIELDS))}"
-    elif masks and len(masks) != len(styles):
-        problem = f"{len(masks)} masks for {len(styles)} styles; give one mask per style"
-    else:
-        try:
-            config = StyleConfig(**{**shared, **_options(table, base), **overrides})
-        except (ImpastoError, TypeError) as error:
-            problem = str(error)
-        else:
-            problem = None
-    if problem is not None:
-        return Job(name, content, styles, output, None, masks, f"{label}: {problem}")
-    return Job(name, content, styles, output, config, masks)
+def _inputs(job: Job) -> Iterator[tuple[str, Path]]:
+    """The files a job reads, each with its role."""
+    yield "content image", job.content
+    for i, style in enumerate(job.styles, start=1):
+        yield f"style image {i}", style
+    for i, mask in enumerate(job.masks, start=1):
+        if mask is not None:
+            yield f"style mask {i}", mask
+    if job.start_image is not None:
+        yield "start image", job.start_image
 
 
 def check_outputs(jobs: Sequence[Job]) -> None:
-    """An ImpastoError if two jobs would write the same file."""
-    seen: dict[Path, Job] = {}
+    """An ImpastoError if two jobs would write the same file, or a job would write over a file
+    that a job of the batch reads (its content, styles, masks, start image). Files, not spellings,
+    are compared: a link to a file or another path to it is that file."""
+    read: dict[object, tuple[str, Job]] = {}
     for job in jobs:
-        key = job.output.expanduser().resolve()
-        if key in seen:
-            other = seen[key]
+        for role, path in _inputs(job):
+            read.setdefault(_file_key(path), (role, job))
+    written: dict[object, Job] = {}
+    for job in jobs:
+        key = _file_key(job.output)
+        if key in read:
+            role, reader = read[key]
+            whose = f"its own {role}" if reader is job else f"the {role} of job {reader.name}"
+            raise ImpastoError(
+                f"job {job.name} would write {job.output}, which is {whose}; "
+                "give another output folder (-o) so that no input is overwritten"
+            )
+        if key in written:
+            other = written[key]
             raise ImpastoError(
                 f"two jobs would write {job.output} ({other.content} and {job.content}); "
                 "rename one of the inputs or give the jobs their own output names"
             )
-        seen[key] = job
+        written[key] = job
+
+
+def output_folder(path: str | Path, sources: Sequence[str | Path] = ()) -> Path:
+    """The output folder, created if missing, once it is known to be a writable folder and none of
+    the folders `sources` (whose images are the inputs: a rerun would take the pictures for more)."""
+    folder = Path(path).expanduser()
+    for source in map(Path, sources):
+        if source.expanduser().is_dir() and _file_key(source) == _file_key(folder):
+            raise ImpastoError(
+                f"output folder {folder} is the input folder {source}: a rerun would take the pictures "
+                "for inputs; give another output folder (-o)"
+            )
+    if folder.exists() and not folder.is_dir():
+        raise ImpastoError(f"output folder {folder} is a file; give a folder for the pictures")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ImpastoError(
+            f"output folder {folder} cannot be created ({error.strerror or error}); give another folder"
+        ) from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ImpastoError(f"output folder {folder} is not writable; give another folder or fix its permissions")
+    return folder

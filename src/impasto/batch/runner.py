@@ -26,7 +26,7 @@ from ..errors import ImpastoError
 from ..images import check_output_path
 from ..metadata import HASH_KEY, read_settings, settings_hash, settings_record
 from ..provenance import input_roles, save_result, weights_sha256
-from .jobs import Job
+from .jobs import Job, output_folder
 from .local import LocalExecutor, OnEvent
 from .worker import Blob, Outcome, Step, Task
 
@@ -186,6 +186,8 @@ def run_batch(
     executor = executor or LocalExecutor()
     reports: dict[int, JobReport] = {}
     summary_path = Path(summary) if summary is not None else None
+    if summary_path is not None:
+        _check_summary(summary_path)
     counts = {"done": 0, "failed": 0, "skipped": 0}
 
     def emit(kind: str, job: Job, **fields: Any) -> None:
@@ -232,6 +234,13 @@ def run_batch(
         write_summary()
     interrupted = stop is not None and stop.is_set()
     return BatchResult([reports[i] for i in range(len(jobs))], interrupted, summary_path)
+
+
+def _check_summary(path: Path) -> None:
+    """An ImpastoError, before any work, where the summary cannot be written; creates its folder."""
+    output_folder(path.parent)
+    if path.is_dir():
+        raise ImpastoError(f"summary {path} is a folder; move it away or give another output folder")
 
 
 def _plan_all(jobs: Sequence[Job], finish: Callable[[int, JobReport], None]) -> dict[int, _Planned]:
