@@ -122,6 +122,7 @@ def _empty(tmp_path):
         (lambda p: make_clip(p / "in"), "out.png", "is an image; give a folder or a video file"),
         (lambda p: make_clip(p / "in"), "out.mp4", "PyAV cannot write h264_nvenc video"),
         (lambda p: make_clip(p / "in"), "out.mpg4", "has extension '.mpg4', which is no video's"),
+        (lambda p: make_clip(p / "in") / "f1.png", "out.mp4", "is a still image, not a video; paint it with"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2_before_any_work(tmp_path, capsys, monkeypatch, make, output, match):

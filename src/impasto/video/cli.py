@@ -228,6 +228,11 @@ def run_video(argv: Sequence[str]) -> int:
     from ..memory import reuse_freed_memory
     from .job import ClipJob
 
+    if Path(source).suffix.lower() in IMAGE_EXTENSIONS and Path(source).is_file():
+        raise ImpastoError(
+            f"input {source} is a still image, not a video; paint it with `impasto {source} STYLE -o OUT`, "
+            "or give a video or a folder of frames"
+        )
     clip = open_clip(source, fps)
     styles = [
         pil_to_tensor(read_image(p, "style image" if len(style_paths) == 1 else f"style image {i + 1}"))
