@@ -1,5 +1,6 @@
 """The `impasto` command: what a user sees, exit codes, files written or not."""
 
+import math
 import os
 import signal
 import subprocess
@@ -310,3 +311,11 @@ def test_options_this_run_would_not_use_are_warned_about(capsys, files):
     assert "warning: --histogram-method is only used with --preserve-color histogram" in err
     code, _, err = run_main(capsys, *argv, "--optimizer", "adam", "--preserve-color", "histogram")
     assert code == 0 and "warning" not in err
+
+
+def test_a_negative_value_is_a_value_not_an_option():
+    from impasto.cli import build_parser
+
+    args = build_parser().parse_args(["c.png", "s.png", "-o", "-1.png", "--activation-shift", "-1e3", "--seed", "-1"])
+    assert args.output == "-1.png" and args.activation_shift == -1000.0 and args.seed == -1
+    assert build_parser().parse_args(["c.png", "s.png", "-o", "o.png", "--tv-weight", "-inf"]).tv_weight == -math.inf

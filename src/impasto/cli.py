@@ -55,11 +55,25 @@ _UNITS = {
 }
 
 
+_NEGATIVE = re.compile(r"-(?:inf(?:inity)?|nan|\.?\d[\w.+-]*)", re.IGNORECASE)
+
+
 class _Parser(argparse.ArgumentParser):
-    """argparse, but a usage mistake is one line, not the whole usage text."""
+    """argparse, but a usage mistake is one line, not the whole usage text, and a negative value
+    (`--tv-weight -1e3`, `--activation-shift -inf`) is a value, not taken for an option."""
 
     def error(self, message: str):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+    def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
+        joined: list[str] = []
+        for token in list(sys.argv[1:] if args is None else args):
+            action = self._option_string_actions.get(joined[-1]) if joined else None
+            if action is not None and action.nargs is None and _NEGATIVE.fullmatch(token):
+                joined[-1] += ("=" if joined[-1].startswith("--") else "") + token  # --opt=-1, -o-1.png
+            else:
+                joined.append(token)
+        return super().parse_known_args(joined, namespace)
 
 
 def _flag(name: str) -> str:
