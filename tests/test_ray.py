@@ -9,6 +9,7 @@ from PIL import Image
 
 from impasto import StyleConfig
 from impasto.batch import LocalExecutor, RayExecutor, cross_jobs, run_batch
+from impasto.errors import ImpastoError
 from impasto.metadata import read_settings
 
 from conftest import pattern, stripes
@@ -112,3 +113,12 @@ def test_a_broken_input_fails_its_job_on_ray_too(cluster, tmp_path):
     broken = cross_jobs([tmp_path / "broken.png"], [tmp_path / "stripes.png"], tmp_path / "out", CONFIG)
     result = run_batch(broken, RayExecutor(threads=1, workers=1))
     assert result.reports[0].status == "failed" and "broken.png" in result.reports[0].error
+
+
+def test_device_cuda_on_a_cluster_without_gpus_is_an_error_not_a_wait(cluster, jobs):
+    # A worker asks Ray for a GPU when its jobs want CUDA (else Ray hides the GPUs from it); on a
+    # cluster with none, Ray would wait for ever to place it.
+    on_cuda = [dataclasses.replace(j, config=j.config.replace(device="cuda")) for j in jobs("cuda")[:2]]
+    with pytest.raises(ImpastoError, match=r"the Ray cluster has 0 GPUs and a worker asks for 1 \(device cuda\)"):
+        run_batch(on_cuda, RayExecutor(threads=1))
+    assert ray.is_initialized()  # the session's cluster is left as it was

@@ -103,3 +103,22 @@ def test_reliability_of_a_real_shift_leaves_out_only_the_new_strip():
     weights = reliability(optical_flow(after, before), optical_flow(before, after))[0, 0]
     assert weights[:, :3].mean() < 0.1  # came in from outside the frame
     assert weights[4:-4, 6:-4].mean() > 0.95
+
+
+def test_flow_helpers_keep_to_the_device_of_their_inputs():
+    # PyTorch's "meta" device checks devices like CUDA does, without a GPU: a tensor made on the
+    # CPU inside a helper would meet these and fail ("not on the expected device").
+    from impasto.video.flow import _gaussian, inside, motion_boundaries, occluded, resize_flow, warp
+
+    flow, image = torch.zeros(1, 2, 8, 12, device="meta"), torch.zeros(1, 3, 8, 12, device="meta")
+    for result in (
+        inside(flow),
+        resize_flow(flow, 4, 6),
+        warp(image, flow),
+        warp(image, flow, "bicubic"),
+        occluded(flow, flow),
+        motion_boundaries(flow),
+        _gaussian(image[:, :1], 1.0),
+    ):
+        assert result.device.type == "meta"
+    assert warp(image, torch.zeros(1, 2, 8, 12)).device.type == "meta"  # a CPU flow goes to the image

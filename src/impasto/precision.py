@@ -196,7 +196,7 @@ def resolve_precision(
         raise ImpastoError(f"precision fp16 needs a CUDA GPU, not {device.type}; use precision bf16 or fp32")
     if name in ("bf16", "fp16") and device.type not in ("cpu", "cuda"):
         raise ImpastoError(f"precision {name} is not available on {device.type}; use precision fp32")
-    if name == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported(including_emulation=False):
+    if name == "bf16" and device.type == "cuda" and torch.cuda.get_device_capability(device)[0] < 8:  # Ampere on
         raise ImpastoError("precision bf16: this GPU has no bfloat16; use precision fp16 or fp32")
     if name != "auto":
         return Precision(name, "asked for")

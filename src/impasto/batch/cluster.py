@@ -73,12 +73,26 @@ class RayExecutor:
     """Paints on a Ray cluster: `address` is what `ray.init` takes ("auto" on a cluster's node,
     "ray://host:10001" from outside it, "local" to start one on this machine). A process already
     connected to Ray (ray.init called) uses that connection. `workers` actors (default: the
-    cluster's CPUs divided by `threads`) of `threads` CPU threads each."""
+    cluster's CPUs divided by `threads`) of `threads` CPU threads each.
 
-    def __init__(self, address: str = "local", workers: int | None = None, threads: int = 1, retries: int = 2) -> None:
+    `gpus` is each actor's share of a GPU (Ray hides the GPUs from an actor that asks for none).
+    By default an actor gets one GPU when a task asks for device cuda, or for auto on a cluster that
+    has GPUs, and then there are at most as many actors as GPUs."""
+
+    def __init__(
+        self,
+        address: str = "local",
+        workers: int | None = None,
+        threads: int = 1,
+        retries: int = 2,
+        gpus: float | None = None,
+    ) -> None:
         if threads < 1:
             raise ImpastoError(f"threads {threads} must be at least 1 for a Ray worker")
+        if gpus is not None and not gpus >= 0:
+            raise ImpastoError(f"gpus {gpus} must be 0 or more for a Ray worker")
         self.address, self.workers, self.threads, self.retries = address, workers, threads, retries
+        self.gpus = gpus
         self.pool: RayPool | None = None  # while a batch runs: its actors, e.g. to watch or kill one
 
     def run(self, tasks: Sequence[Task], stop: Any = None, on_event: OnEvent | None = None) -> Iterator[Outcome]:
@@ -100,8 +114,22 @@ class RayExecutor:
                 raise ImpastoError(
                     f"cannot connect to Ray at {self.address!r} ({error}); start the cluster first, or use ray local"
                 ) from None
-        workers = self.workers or max(1, int(ray.cluster_resources().get("CPU", 1)) // self.threads)
-        self.pool = RayPool(ray, min(workers, len(tasks)), self.threads)
+        resources = ray.cluster_resources()
+        gpus = self.gpus
+        if gpus is None:
+            wanted = {t.config.device for t in tasks}
+            gpus = 1.0 if "cuda" in wanted or ("auto" in wanted and resources.get("GPU", 0) >= 1) else 0.0
+        if gpus > resources.get("GPU", 0):  # Ray would wait for ever for a GPU it does not have
+            if started_here:
+                ray.shutdown()
+            raise ImpastoError(
+                f"the Ray cluster has {resources.get('GPU', 0):g} GPUs and a worker asks for {gpus:g} "
+                "(device cuda); use device cpu or auto, or add GPUs to the cluster"
+            )
+        workers = self.workers or max(1, int(resources.get("CPU", 1)) // self.threads)
+        if gpus > 0 and not self.workers:
+            workers = max(1, min(workers, int(resources.get("GPU", 0) // gpus)))
+        self.pool = RayPool(ray, min(workers, len(tasks)), self.threads, gpus)
         try:
             yield from dispatch(tasks, self.pool, stop, on_event, self.retries)
         finally:
@@ -114,9 +142,9 @@ class RayExecutor:
 class RayPool:
     """Actors addressed by slot; each input's bytes put in the object store once."""
 
-    def __init__(self, ray: ModuleType, size: int, threads: int) -> None:
+    def __init__(self, ray: ModuleType, size: int, threads: int, gpus: float = 0.0) -> None:
         self.ray, self.size, self.threads = ray, size, threads
-        self._remote = ray.remote(num_cpus=threads, max_concurrency=4)(PainterActor)
+        self._remote = ray.remote(num_cpus=threads, num_gpus=gpus, max_concurrency=4)(PainterActor)
         self.actors = [self._remote.remote(threads) for _ in range(size)]
         self._calls: dict[Any, tuple[int, int]] = {}  # paint call -> (slot, task index)
         self._busy: dict[int, int] = {}  # slot -> task index

@@ -168,7 +168,7 @@ class Worker:
                 outcome = self._paint(task, stop, callback)
             except ImpastoError as error:
                 outcome = Outcome.failure(task.index, str(error))
-            except MemoryError:
+            except (MemoryError, torch.cuda.OutOfMemoryError):
                 outcome = Outcome.failure(task.index, "out of memory; lower size or max_memory, or use fewer workers")
             except Exception as error:  # a failing job must not end the batch
                 outcome = Outcome.failure(task.index, f"{type(error).__name__}: {error}")

@@ -66,7 +66,9 @@ def _sample_grid(flow: torch.Tensor) -> torch.Tensor:
     """Where each pixel's flow lands, as grid_sample's normalised (x, y) with align_corners=True."""
     _, _, height, width = flow.shape
     ys, xs = torch.meshgrid(
-        torch.arange(height, dtype=flow.dtype), torch.arange(width, dtype=flow.dtype), indexing="ij"
+        torch.arange(height, dtype=flow.dtype, device=flow.device),
+        torch.arange(width, dtype=flow.dtype, device=flow.device),
+        indexing="ij",
     )
     x = (xs + flow[0, 0]) * (2 / max(width - 1, 1)) - 1
     y = (ys + flow[0, 1]) * (2 / max(height - 1, 1)) - 1
@@ -80,7 +82,8 @@ def warp(image: torch.Tensor, flow: torch.Tensor, mode: str = "bilinear") -> tor
     is clamped to the image's range, which its overshoot would leave."""
     if image.shape[-2:] != flow.shape[-2:]:
         raise ValueError(f"image {tuple(image.shape)} and flow {tuple(flow.shape)} must have one size")
-    out = F.grid_sample(image, _sample_grid(flow.to(image.dtype)), mode=mode, padding_mode="border", align_corners=True)
+    grid = _sample_grid(flow.to(image.device, image.dtype))
+    out = F.grid_sample(image, grid, mode=mode, padding_mode="border", align_corners=True)
     return out.clamp(image.min(), image.max()) if mode == "bicubic" else out
 
 
@@ -88,7 +91,9 @@ def inside(flow: torch.Tensor) -> torch.Tensor:
     """(1, 1, H, W) bool: where x + flow(x) lands inside the frame."""
     _, _, height, width = flow.shape
     ys, xs = torch.meshgrid(
-        torch.arange(height, dtype=flow.dtype), torch.arange(width, dtype=flow.dtype), indexing="ij"
+        torch.arange(height, dtype=flow.dtype, device=flow.device),
+        torch.arange(width, dtype=flow.dtype, device=flow.device),
+        indexing="ij",
     )
     x, y = xs + flow[0, 0], ys + flow[0, 1]
     return ((x >= 0) & (x <= width - 1) & (y >= 0) & (y <= height - 1)).view(1, 1, height, width)
@@ -98,7 +103,8 @@ def resize_flow(flow: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """The flow for the same frames at another size: resampled, and its vectors scaled with it."""
     if tuple(flow.shape[-2:]) == (height, width):
         return flow.clone()
-    scale = torch.tensor([width / flow.shape[-1], height / flow.shape[-2]], dtype=flow.dtype).view(1, 2, 1, 1)
+    scale = torch.tensor([width / flow.shape[-1], height / flow.shape[-2]], dtype=flow.dtype, device=flow.device)
+    scale = scale.view(1, 2, 1, 1)
     shrinking = height < flow.shape[-2] or width < flow.shape[-1]
     resized = F.interpolate(flow, size=(height, width), mode="bilinear", align_corners=False, antialias=shrinking)
     return resized * scale
@@ -125,7 +131,7 @@ def motion_boundaries(flow: torch.Tensor) -> torch.Tensor:
 
 def _gaussian(image: torch.Tensor, sigma: float) -> torch.Tensor:
     radius = max(1, int(np.ceil(2 * sigma)))
-    x = torch.arange(-radius, radius + 1, dtype=image.dtype)
+    x = torch.arange(-radius, radius + 1, dtype=image.dtype, device=image.device)
     kernel = torch.exp(-x.square() / (2 * sigma * sigma))
     kernel = kernel / kernel.sum()
     padded = F.pad(image, (radius, radius, radius, radius), mode="replicate")

@@ -145,10 +145,10 @@ class ClipJob:
         identity = [str(self.clip.path), self.clip.count, list(self.clip.size), options, video, self.independent]
         digest.update(json.dumps(identity, sort_keys=True, default=str).encode())
         for style in self.styles:
-            digest.update(style.float().contiguous().numpy().tobytes())
+            digest.update(style.detach().float().cpu().contiguous().numpy().tobytes())
         for mask in self.masks:
             if isinstance(mask, torch.Tensor):
-                digest.update(mask.float().contiguous().numpy().tobytes())
+                digest.update(mask.detach().float().cpu().contiguous().numpy().tobytes())
             elif mask is not None:
                 digest.update(json.dumps([os.fspath(p) for p in mask]).encode())
         return digest.hexdigest()[:32]
@@ -215,7 +215,10 @@ class ClipJob:
         self, content: torch.Tensor, earlier: Sequence[tuple[torch.Tensor, torch.Tensor]]
     ) -> tuple[TemporalLoss, torch.Tensor]:
         """The temporal loss of a frame and its start image, from (content, stylised) pairs of the
-        earlier frames it is held to, nearest first (the first is the previous frame)."""
+        earlier frames it is held to, nearest first (the first is the previous frame). On the CPU,
+        where the flow is computed: the loss moves what it holds to the image's device."""
+        content = content.detach().cpu()
+        earlier = [(c.detach().cpu(), s.detach().cpu()) for c, s in earlier]
         flows, weights = [], []
         for earlier_content, _ in earlier:
             backward = optical_flow(content, earlier_content)

@@ -59,7 +59,8 @@ def style_distance(painter: Painter, image: torch.Tensor) -> float:
     height, width = image.shape[-2:]
     c = painter.config
     masks = [None if m is None else resize_mask_image(m, height, width).to(painter.device) for m in painter.masks]
-    targets = painter.targets(max(1, round(c.style_scale * max(height, width))))
+    # float32 targets, as the float32 objective below: a measure, whatever precision painted
+    targets = painter.targets(max(1, round(c.style_scale * max(height, width))), torch.float32)
     term = StyleLoss(painter.representation, targets, painter.blend, masks, (height, width), 1.0)
     return Objective(painter.network, [term], None, c.winograd)(image.to(painter.device)).terms["style"]
 

@@ -83,9 +83,11 @@ class TemporalLoss(PixelTerm):
         self._targets = [(c.target(), c.weights) for c in self.constraints]
 
     def loss(self, image: torch.Tensor) -> torch.Tensor:
+        if any(target.device != image.device for target, _ in self._targets):  # once, not every evaluation
+            self._targets = [(t.to(image.device), w.to(image.device)) for t, w in self._targets]
         total = torch.zeros((), device=image.device)
         for target, weights in self._targets:
-            total = total + temporal_loss(image, target.to(image.device), weights.to(image.device))
+            total = total + temporal_loss(image, target, weights)
         return total
 
     def resized(self, height: int, width: int) -> TemporalLoss:
