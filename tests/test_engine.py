@@ -226,3 +226,68 @@ def test_a_style_too_small_for_the_network_is_an_error(tiny_net, tensors):
     sliver = to_tensor(pattern(400, 20, 3))
     with pytest.raises(ImpastoError, match=r"style image scaled to 40x2 is too small for relu5_1 .* style_scale"):
         stylize(content, sliver, network=tiny_net, config=FAST)
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (dict(correlation_chain="false"), "correlation_chain must be True or False, got 'false'"),
+        (dict(winograd="no"), "winograd must be True or False"),
+        (dict(style_layers="relu3_1"), "style_layers must be a sequence (a tuple or list), not the string"),
+        (dict(style_blend=1.0), "style_blend must be a sequence"),
+        (dict(seed=2**70), "seed 1180591620717411303424 must be between 0 and"),
+        (dict(max_memory="6G"), "max_memory must be a whole number of bytes"),
+        (dict(init=torch.zeros(1, 3, 4, 4)), "a start image as a tensor goes to Painter.run(init=...)"),
+    ],
+)
+def test_options_of_the_wrong_kind_are_named_not_taken_for_true_or_iterated(options, message):
+    with pytest.raises(ImpastoError) as error:
+        StyleConfig(**options)
+    assert message in str(error.value)
+
+
+def test_options_in_another_form_of_the_same_value_are_the_same_settings():
+    from pathlib import Path
+
+    import numpy as np
+
+    given = StyleConfig(
+        style_layers=["relu1_1", "relu2_1"], size=np.int64(40), style_weight=np.float32(80), init=Path("a.png")
+    )
+    plain = StyleConfig(style_layers=("relu1_1", "relu2_1"), size=40, style_weight=80.0, init="a.png")
+    assert given == plain and hash(given) == hash(plain) and type(given.size) is int
+
+
+def test_painter_inputs_of_the_wrong_kind_are_one_line(tiny_net, tensors):
+    content, style = tensors
+    cases = [
+        (lambda: Painter([style * 255], config=FAST, network=tiny_net), "style 1 must hold values in [0, 1], got"),
+        (lambda: Painter([(style * 255).byte()], config=FAST, network=tiny_net), "must be a float tensor in [0, 1]"),
+        (lambda: Painter([style * float("nan")], config=FAST, network=tiny_net), "not finite"),
+        (lambda: Painter([style], config={"size": 40}, network=tiny_net), "config must be a StyleConfig, got dict"),
+        (lambda: Painter([style], config=FAST, network="vgg19"), "network must be an impasto VGG"),
+        (lambda: Painter([style], config=FAST.replace(pooling="avg"), network=tiny_net), "differs from the network's"),
+        (lambda: Painter([style], masks="sky.png", config=FAST, network=tiny_net), "masks must be a sequence"),
+        (lambda: Painter([style], config=FAST, network=tiny_net).paint(content * 255), "content must hold values in"),
+        (lambda: Painter([style], config=FAST, network=tiny_net).paint(content, stop=True), "stop must be a threading"),
+        (lambda: Painter([style], config=FAST, network=tiny_net).paint(content, callback=5), "callback must be a"),
+        (lambda: stylize(content, style, masks="sky.png", network=tiny_net), "masks must be a list with one mask"),
+        (lambda: stylize(content, style, config={"size": 40}, network=tiny_net), "config must be a StyleConfig"),
+    ]
+    for call, message in cases:
+        with pytest.raises(ImpastoError) as error:
+            call()
+        assert message in str(error.value)
+    assert Painter(style, config=FAST, network=tiny_net).styles[0].shape == style.shape  # one style, not a list
+
+
+def test_a_stop_sets_the_runs_own_signal_never_the_callers_event(tiny_net, tensors):
+    content, style = tensors
+    painter, event = Painter([style], config=FAST, network=tiny_net), threading.Event()
+    stopped = painter.paint(content, stop=event, callback=lambda p: p.iteration < 2)
+    assert stopped.interrupted and len(stopped.history) == 2
+    assert not event.is_set()  # so the caller can use it again
+    again = painter.paint(content, stop=event)
+    assert not again.interrupted and len(again.history) == FAST.iterations
+    event.set()
+    assert painter.paint(content, stop=event).history == []  # the caller's event still stops a run

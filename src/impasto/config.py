@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
+import os
+import types
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -99,6 +103,7 @@ class StyleConfig:
         default="auto", metadata={"help": "format of the weights file", "choices": WEIGHT_FORMATS}
     )
     device: str = field(default="auto", metadata={"help": "where to compute", "choices": DEVICES})
+    # Read by the commands, which set torch's threads; the library leaves the caller's setting alone.
     threads: int = field(default=0, metadata={"metavar": "N", "help": "CPU threads (0 = one per physical core)"})
     tile: int | str = field(
         default="auto",
@@ -166,6 +171,8 @@ class StyleConfig:
     )
 
     def __post_init__(self) -> None:
+        for name, value in _normalised(self).items():
+            object.__setattr__(self, name, value)
         validate(self)
 
     def replace(self, **changes: Any) -> StyleConfig:
@@ -177,8 +184,37 @@ class StyleConfig:
         return dataclasses.replace(self, **changes)
 
 
-IMPROVED = dict(layer_weighting="geometric", all_conv_layers=True, activation_shift=-1.0, correlation_chain=True)
+IMPROVED: Mapping[str, Any] = types.MappingProxyType(
+    dict(layer_weighting="geometric", all_conv_layers=True, activation_shift=-1.0, correlation_chain=True)
+)
 """The `--improved` preset: all four of Novak & Nikulin's changes at once."""
+
+
+_SEQUENCES = {f.name for f in dataclasses.fields(StyleConfig) if str(f.type).startswith("tuple")}
+_SWITCHES = {f.name for f in dataclasses.fields(StyleConfig) if f.type == "bool"}
+_WHOLE = {f.name for f in dataclasses.fields(StyleConfig) if str(f.type).startswith("int")}
+_REAL = {f.name for f in dataclasses.fields(StyleConfig) if f.type == "float"}
+
+
+def _normalised(config: StyleConfig) -> dict[str, Any]:
+    """The fields given in another form of the same value: a list as a tuple, a path as text, a
+    NumPy number as a Python one (so that configs compare, hash and store alike)."""
+    changes: dict[str, Any] = {}
+    for name in _SEQUENCES:
+        value = getattr(config, name)
+        if isinstance(value, (str, bytes)):
+            raise ImpastoError(f"{name} must be a sequence (a tuple or list), not the string {value!r}")
+        if isinstance(value, list):
+            changes[name] = tuple(value)
+    for name in _WHOLE | _REAL:
+        value = getattr(config, name)
+        if isinstance(value, numbers.Integral) and not isinstance(value, (bool, int)):
+            changes[name] = int(value)
+        elif name in _REAL and isinstance(value, numbers.Real) and not isinstance(value, (bool, float)):
+            changes[name] = float(value)
+    if isinstance(config.init, os.PathLike):
+        changes["init"] = os.fspath(config.init)
+    return changes
 
 
 def check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:
@@ -232,7 +268,19 @@ def validate(config: StyleConfig) -> None:
     _integer("scales", config.scales, 1, 8)
     _integer("min_size", config.min_size, 1, MAX_SIZE)
     _integer("threads", config.threads, 0, MAX_THREADS)
-    _integer("seed", config.seed, 0)
+    _integer("seed", config.seed, 0, 2**63 - 1)
+    for name in sorted(_SWITCHES):
+        if not isinstance(getattr(config, name), bool):
+            raise ImpastoError(f"{name} must be True or False, got {getattr(config, name)!r}")
+    for name in sorted(_SEQUENCES):
+        value = getattr(config, name)
+        if value is not None and not isinstance(value, tuple):
+            raise ImpastoError(f"{name} must be a sequence (a tuple or list), got {value!r}")
+    if not isinstance(config.init, str):
+        raise ImpastoError(
+            f"init must be one of {', '.join(INITS)} or the path of an image, got {type(config.init).__name__}; "
+            "a start image as a tensor goes to Painter.run(init=...)"
+        )
     _finite("style_scale", config.style_scale, 0.0, positive=True)
     if config.style_scale * config.size > MAX_SIZE:
         raise ImpastoError(
@@ -243,6 +291,10 @@ def validate(config: StyleConfig) -> None:
     if isinstance(config.tile, int):
         _integer("tile", config.tile, MIN_TILE)
     if config.max_memory is not None:
+        if not isinstance(config.max_memory, int) or isinstance(config.max_memory, bool):
+            raise ImpastoError(
+                f"max_memory must be a whole number of bytes (6 * 2**30 for 6G), got {config.max_memory!r}"
+            )
         _integer("max_memory", config.max_memory, 1)
     for name in ("content_weight", "style_weight", "tv_weight", "tolerance"):
         _finite(name, getattr(config, name))

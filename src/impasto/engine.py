@@ -16,7 +16,7 @@ import math
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -156,6 +156,39 @@ def _check_image(image: torch.Tensor, what: str, channels: int = 3) -> None:
     if not isinstance(image, torch.Tensor) or image.ndim != 4 or image.shape[:2] != (1, channels):
         shape = tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__
         raise ImpastoError(f"{what} must be a (1, {channels}, H, W) tensor, got {shape}")
+    if not image.is_floating_point():
+        raise ImpastoError(f"{what} must be a float tensor in [0, 1], got {image.dtype}; divide 8-bit values by 255")
+    low, high = image.aminmax()
+    if not (math.isfinite(low) and math.isfinite(high)):
+        raise ImpastoError(f"{what} holds values that are not finite (NaN or infinity)")
+    if low < -1e-3 or high > 1 + 1e-3:
+        raise ImpastoError(
+            f"{what} must hold values in [0, 1], got {float(low):.3g} to {float(high):.3g}; divide 8-bit values by 255"
+        )
+
+
+def _check_options(config: object, network: object = None) -> None:
+    """One line for a config or network of the wrong kind, before anything uses them."""
+    if not isinstance(config, StyleConfig):
+        raise ImpastoError(f"config must be a StyleConfig, got {type(config).__name__}; use StyleConfig(**options)")
+    if network is not None and not isinstance(network, VGG):
+        raise ImpastoError(f"network must be an impasto VGG (VGG.load() or VGG.random()), got {type(network).__name__}")
+
+
+class _StopSignal:
+    """A run's stop: its own, set by Run.stop(), or the caller's event, which is read, never set
+    (so the caller can reuse it)."""
+
+    def __init__(self, caller: Any = None) -> None:
+        if caller is not None and not callable(getattr(caller, "is_set", None)):
+            raise ImpastoError(f"stop must be a threading.Event (or have is_set()), got {type(caller).__name__}")
+        self.own, self.caller = threading.Event(), caller
+
+    def set(self) -> None:
+        self.own.set()
+
+    def is_set(self) -> bool:
+        return self.own.is_set() or (self.caller is not None and bool(self.caller.is_set()))
 
 
 class Painter:
@@ -178,7 +211,14 @@ class Painter:
         network: VGG | None = None,
         color_reference: torch.Tensor | None = None,
     ) -> None:
-        self.config = config = config or StyleConfig()
+        self.config = config = StyleConfig() if config is None else config
+        _check_options(config, network)
+        if isinstance(styles, torch.Tensor):
+            styles = [styles]  # one style
+        if isinstance(masks, (str, bytes, torch.Tensor)) or (masks is not None and not isinstance(masks, Iterable)):
+            raise ImpastoError(
+                f"masks must be a sequence with one mask (or None) per style, got {type(masks).__name__}"
+            )
         if not styles:
             raise ImpastoError("no style image given; pass at least one")
         for i, s in enumerate(styles):
@@ -199,6 +239,11 @@ class Painter:
         self.device = resolve_device(config.device)
         if network is None:
             network = build_network(config, self.device)
+        elif network.pooling != config.pooling:  # the network decides; the settings must say so
+            raise ImpastoError(
+                f"pooling {config.pooling!r} differs from the network's {network.pooling!r}; "
+                f"set pooling {network.pooling!r}, or leave network out to build one with {config.pooling!r}"
+            )
         elif next(network.parameters()).device.type != self.device.type:
             network = network.to_device(self.device)
         self.network = network
@@ -226,7 +271,8 @@ class Painter:
         """A painter of the same styles with other masks and/or another config, sharing this
         one's network and, where the config leaves them unchanged, its style targets (a clip
         with a mask per frame, or later frames that run fewer steps, compute them once)."""
-        config = config or self.config
+        config = self.config if config is None else config
+        _check_options(config)
         twin = Painter.__new__(Painter)
         twin.__dict__.update(self.__dict__)
         twin.config = config
@@ -374,7 +420,7 @@ class Run:
                     f"style mask {i + 1}", (m.shape[-1], m.shape[-2]), (content.shape[-1], content.shape[-2]), "content"
                 )
         self.painter, self.config = painter, painter.config
-        self.stop_event = stop or threading.Event()
+        self.stop_event = _StopSignal(stop)
         self.content = content.detach().float().cpu()
         self.extra_terms = list(terms)
         if init is not None:
@@ -650,6 +696,8 @@ class Run:
 
     def finish(self, callback: ProgressCallback | None = None) -> StylizeResult:
         """Iterate to the end (or until stopped) and return the result; see Painter.paint."""
+        if callback is not None and not callable(callback):
+            raise ImpastoError(f"callback must be a function of a Progress, got {type(callback).__name__}")
         try:
             for progress in self:
                 if callback is not None and callback(progress) is False:

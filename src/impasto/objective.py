@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 
@@ -12,6 +12,12 @@ from .precision import LossScale
 from .terms import FeatureTerm, PixelTerm, Sums, Term
 from .tiling import Window
 from .vgg import VGG
+
+
+class StopFlag(Protocol):
+    """What asks a run to stop: a threading.Event, or anything with its is_set()."""
+
+    def is_set(self) -> bool: ...
 
 
 class Stopped(Exception):
@@ -33,7 +39,7 @@ def feature_windows(
     layers: Sequence[str],
     windows: Sequence[Window],
     winograd: bool | None = None,
-    stop: threading.Event | None = None,
+    stop: StopFlag | None = None,
     dtype: torch.dtype | None = None,
 ) -> Iterator[tuple[dict[str, torch.Tensor], Window]]:
     """(features, window) for each window of an image, without gradients; `dtype` is the network
@@ -66,7 +72,7 @@ class Objective:
         terms: Sequence[Term],
         windows: Sequence[Window] | None = None,
         winograd: bool | None = None,
-        stop: threading.Event | None = None,
+        stop: StopFlag | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
         names = [t.name for t in terms]

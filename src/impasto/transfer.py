@@ -64,6 +64,9 @@ def read_inputs(
     ]
     if masks is None:
         return content_t, style_ts, [None] * len(styles)
+    if isinstance(masks, (str, os.PathLike, torch.Tensor, PIL.Image.Image)):
+        raise ImpastoError("masks must be a list with one mask (or None) per style; for one style: masks=[mask]")
+    masks = list(masks)
     if len(masks) != len(styles):
         raise ImpastoError(
             f"got {len(masks)} style masks for {len(styles)} style images; give one mask per style, in the same order"
@@ -84,6 +87,8 @@ def prepare(
 ) -> Run:
     """The run stylize() makes, not yet started: its inputs read and checked, its scales
     planned (`Run.plans`, `Run.tiled`). `Run.finish(callback)` runs it."""
+    if config is not None and not isinstance(config, StyleConfig):
+        raise ImpastoError(f"config must be a StyleConfig, got {type(config).__name__}; use StyleConfig(**options)")
     config = (config or StyleConfig()).replace(**options)
     content_t, style_ts, mask_ts = read_inputs(content, style, masks)
     init = None
