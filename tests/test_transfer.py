@@ -288,3 +288,16 @@ def test_a_budget_too_small_for_any_size_says_so_and_how_much_is_needed(tiny_net
 def test_an_overflowing_activation_shift_is_named_as_the_cause(tiny_net, images):
     with pytest.raises(ImpastoError, match=r"style overflowed\); use an activation_shift near -1 \(got 1e\+30\)"):
         stylize(*images, network=tiny_net, size=32, iterations=2, scales=1, activation_shift=1e30)
+
+
+def test_tensor_inputs_keep_their_values_not_rounded_to_8_bits(tiny_net):
+    from impasto.images import read_mask_tensor
+
+    content, style = torch.rand(1, 3, 30, 40), torch.rand(1, 3, 40, 40)
+    kept = stylize(content, style, network=tiny_net, size=40, iterations=0, scales=1)
+    assert torch.equal(kept.tensor, content)  # 0 steps: the start image, bit for bit
+    colour = torch.rand(3, 30, 40)
+    luma = 0.299 * colour[0] + 0.587 * colour[1] + 0.114 * colour[2]
+    assert torch.allclose(read_mask_tensor(colour, "mask")[0, 0], luma)
+    with pytest.raises(ImpastoError, match=r"content image tensor has values in \[\d+, 2\d\d\]; expected \[0, 1\]"):
+        stylize(content.mul(255).round(), style, network=tiny_net, size=40, iterations=0, scales=1)

@@ -204,6 +204,12 @@ def _open_path(source: str | os.PathLike, what: str) -> Image.Image:
 
 def _from_tensor(t: torch.Tensor, what: str, channels: tuple[int, ...]) -> Image.Image:
     """A PIL image from a library-convention tensor, rejecting other shapes and ranges."""
+    _check_tensor(t, what, channels)
+    return tensor_to_pil(t)
+
+
+def _check_tensor(t: torch.Tensor, what: str, channels: tuple[int, ...]) -> None:
+    """An ImpastoError unless `t` is a library-convention image tensor: its shape, float, values in [0, 1]."""
     shape = tuple(t.shape)
     if not _tensor_shape_ok(shape, channels) or not t.is_floating_point():
         count = " or ".join(map(str, channels))
@@ -216,7 +222,6 @@ def _from_tensor(t: torch.Tensor, what: str, channels: tuple[int, ...]) -> Image
     low, high = float(t.detach().min()), float(t.detach().max())
     if not -1e-3 <= low <= high <= 1.0 + 1e-3:
         raise _error(f"{what} tensor has values in [{low:g}, {high:g}]; expected [0, 1] (divide 8-bit data by 255)")
-    return tensor_to_pil(t)
 
 
 def _load(source: ImageSource, what: str, channels: tuple[int, ...]) -> Image.Image:
@@ -247,6 +252,31 @@ def read_image(source: ImageSource, what: str = "image") -> Image.Image:
 def read_mask(source: ImageSource, what: str = "mask") -> Image.Image:
     """A new 8-bit single-channel ("L") mask: colour masks become luminance, transparency black."""
     return _flatten(_load(source, what, (1, 3)), _BLACK, "L")
+
+
+_LUMA = (0.299, 0.587, 0.114)  # ITU-R 601, as PIL's "L"
+
+
+def read_image_tensor(source: ImageSource, what: str = "image") -> torch.Tensor:
+    """A float (1, 3, H, W) tensor in [0, 1] from any source read_image takes. A tensor keeps its
+    values (checked, not rounded to 8 bits); other sources are read as read_image reads them."""
+    if not _is_tensor(source):
+        return pil_to_tensor(read_image(source, what))
+    _check_tensor(source, what, (3,))
+    return source.detach().float().cpu().reshape(1, 3, *source.shape[-2:]).clamp(0, 1)
+
+
+def read_mask_tensor(source: ImageSource, what: str = "mask") -> torch.Tensor:
+    """A float (1, 1, H, W) mask in [0, 1] from any source read_mask takes; a tensor keeps its
+    values (a colour one becomes its luminance)."""
+    if not _is_tensor(source):
+        return pil_to_tensor(read_mask(source, what))
+    _check_tensor(source, what, (1, 3))
+    t = source.detach().float().cpu()
+    t = t.reshape(1, -1, *t.shape[-2:])
+    if t.shape[1] == 3:
+        t = _LUMA[0] * t[:, 0:1] + _LUMA[1] * t[:, 1:2] + _LUMA[2] * t[:, 2:3]
+    return t.clamp(0, 1)
 
 
 # --- resizing ----------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ from .engine import (
     style_layers_for,
 )
 from .errors import ImpastoError
-from .images import pil_to_tensor, read_image, read_mask
+from .images import read_image_tensor, read_mask_tensor
 from .vgg import VGG
 
 ImageLike = Union[str, os.PathLike, PIL.Image.Image, torch.Tensor]  # noqa: UP007 (a runtime alias)
@@ -57,9 +57,9 @@ def read_inputs(
     styles = list(style) if isinstance(style, (list, tuple)) else [style]
     if not styles:
         raise ImpastoError("no style image given; pass at least one")
-    content_t = pil_to_tensor(read_image(content, "content image"))
+    content_t = read_image_tensor(content, "content image")
     style_ts = [
-        pil_to_tensor(read_image(s, "style image" if len(styles) == 1 else f"style image {i + 1}"))
+        read_image_tensor(s, "style image" if len(styles) == 1 else f"style image {i + 1}")
         for i, s in enumerate(styles)
     ]
     if masks is None:
@@ -71,7 +71,7 @@ def read_inputs(
         raise ImpastoError(
             f"got {len(masks)} style masks for {len(styles)} style images; give one mask per style, in the same order"
         )
-    mask_ts = [None if m is None else pil_to_tensor(read_mask(m, f"style mask {i + 1}")) for i, m in enumerate(masks)]
+    mask_ts = [None if m is None else read_mask_tensor(m, f"style mask {i + 1}") for i, m in enumerate(masks)]
     return content_t, style_ts, mask_ts
 
 
@@ -93,7 +93,7 @@ def prepare(
     content_t, style_ts, mask_ts = read_inputs(content, style, masks)
     init = None
     if config.init not in INITS:
-        init = pil_to_tensor(read_image(config.init, start_image_label(config.init)))
+        init = read_image_tensor(config.init, start_image_label(config.init))
     painter = Painter(style_ts, masks=mask_ts, config=config, network=network, color_reference=content_t)
     return painter.run(content_t, init=init, stop=stop)
 
