@@ -11,6 +11,7 @@ from PIL import Image
 
 from impasto import StyleConfig
 from impasto.batch import LocalExecutor, Worker, cross_jobs, image_files, read_jobs_file, run_batch
+from impasto.batch.jobs import output_folder
 from impasto.errors import ImpastoError
 from impasto.metadata import HASH_KEY, read_settings
 
@@ -434,3 +435,112 @@ def test_a_summary_that_cannot_be_written_is_an_error_before_any_work(folders, t
     with pytest.raises(ImpastoError, match=r"a-file/sub cannot be created \(.*\); give another folder"):
         run_batch(jobs, executor(tiny_net), callback=events.append, summary=tmp / "a-file" / "sub" / "summary.csv")
     assert not events and not (tmp / "out").exists()
+
+
+# --- what Python callers pass ------------------------------------------------------------------
+
+
+def test_one_folder_or_file_as_a_str_is_one_source_not_its_characters(folders):
+    tmp, contents, styles = folders
+    assert image_files(str(contents), "content") == image_files([contents], "content")
+    assert image_files(styles / "stripes.png", "style") == [styles / "stripes.png"]
+    for bad in (5, [contents, 5], b"photos"):
+        with pytest.raises(ImpastoError, match="sources must be a path or a list of paths"):
+            image_files(bad, "content")
+
+
+def test_cross_jobs_takes_strs_and_the_default_config_and_its_jobs_run(folders, tiny_net):
+    tmp, contents, styles = folders
+    jobs = cross_jobs(str(contents / "cat.png"), [str(styles / "stripes.png")], str(tmp / "out"), FAST)
+    assert [(j.content, j.styles, j.output) for j in jobs] == [
+        (contents / "cat.png", (styles / "stripes.png",), tmp / "out" / "cat-stripes.png")
+    ]
+    assert run_batch(jobs, executor(tiny_net)).count("done") == 1
+    assert (tmp / "out" / "cat-stripes.png").is_file()
+    assert cross_jobs([contents / "cat.png"], [styles / "stripes.png"], tmp / "out", None)[0].config == StyleConfig()
+    masked = cross_jobs([contents / "cat.png"], [styles / "stripes.png"], tmp / "out", FAST, masks=[None])
+    assert masked[0].masks == (None,)
+
+
+@pytest.mark.parametrize(
+    "change, needle",
+    [
+        (dict(config={"size": 40}), "config must be a StyleConfig, got dict"),
+        (dict(output_dir=None), "output_dir must be a path"),
+        (dict(contents=[1]), "contents must be a path or a list of paths"),
+        (dict(styles=[]), "no styles given"),
+        (dict(masks=[3]), "masks must be a path or a list of paths"),
+        (dict(fmt=None), "fmt must be one of: png"),
+    ],
+)
+def test_cross_jobs_names_the_parameter_of_the_wrong_kind(folders, change, needle):
+    tmp, contents, styles = folders
+    args = dict(contents=[contents / "cat.png"], styles=[styles / "stripes.png"], output_dir=tmp / "out", config=FAST)
+    fmt = change.pop("fmt", "png")
+    masks = change.pop("masks", None)
+    with pytest.raises(ImpastoError, match=needle):
+        cross_jobs(**{**args, **change}, masks=masks, fmt=fmt)
+
+
+def test_an_input_folder_given_as_a_str_is_still_not_an_output_folder(folders):
+    tmp, contents, styles = folders
+    with pytest.raises(ImpastoError, match="is the input folder"):
+        output_folder(str(contents), str(contents))
+
+
+def test_run_batch_refuses_what_is_not_an_executor_before_any_work(folders):
+    tmp, contents, styles = folders
+    jobs = cross_jobs([contents / "cat.png"], [styles / "stripes.png"], tmp / "out", FAST)
+    with pytest.raises(ImpastoError, match="executor must be a LocalExecutor or a RayExecutor.*got str") as info:
+        run_batch(jobs, "local", summary=tmp / "out" / "summary.csv")
+    assert "\n" not in str(info.value) and not (tmp / "out").exists()
+    for bad, needle in [("cat.png", "jobs must be a list of Jobs"), ([jobs[0], "x"], "but holds str")]:
+        with pytest.raises(ImpastoError, match=needle):
+            run_batch(bad, LocalExecutor())
+    with pytest.raises(ImpastoError, match="stop must be a threading.Event"):
+        run_batch(jobs, LocalExecutor(), stop=True)
+
+
+def test_one_job_is_a_batch_of_one(folders, tiny_net):
+    tmp, contents, styles = folders
+    (job,) = cross_jobs([contents / "cat.png"], [styles / "stripes.png"], tmp / "out", FAST)
+    assert [r.status for r in run_batch(job, executor(tiny_net)).reports] == ["done"]
+
+
+@pytest.mark.parametrize(
+    "options, needle",
+    [
+        (dict(workers="two"), "workers must be a whole number of at least 1, got 'two'"),
+        (dict(workers=0), "workers must be a whole number of at least 1, got 0"),
+        (dict(workers=1.5), "workers must be a whole number"),
+        (dict(workers=True), "workers must be a whole number"),
+        (dict(threads=-1), "threads must be a whole number of at least 1 or None, got -1"),
+        (dict(threads=0), "threads must be a whole number of at least 1 or None"),
+        (dict(retries=-1), "retries must be a whole number of at least 0"),
+        (dict(worker="mine"), "worker must be a batch Worker"),
+    ],
+)
+def test_local_executor_options_are_checked(options, needle):
+    with pytest.raises(ImpastoError, match=needle):
+        LocalExecutor(**options)
+
+
+def test_local_executor_takes_whole_numbers():
+    run = LocalExecutor(workers=np.int64(2), threads=3)
+    assert (run.workers, run.threads) == (2, 3) and type(run.workers) is int
+    assert LocalExecutor(workers=2).threads >= 1
+
+
+def test_ray_executor_options_and_jobs_file_paths_are_checked():
+    from impasto.batch import RayExecutor
+
+    for options, needle in [
+        (dict(threads="1"), "threads must be a whole number of at least 1"),
+        (dict(workers=0), "workers must be a whole number of at least 1 or None"),
+        (dict(gpus="half"), "gpus must be a number of 0 or more"),
+        (dict(address=None), "address must be a str"),
+    ]:
+        with pytest.raises(ImpastoError, match=needle):
+            RayExecutor(**options)
+    with pytest.raises(ImpastoError, match="path must be a path"):
+        read_jobs_file(5)

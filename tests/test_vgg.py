@@ -73,3 +73,25 @@ def test_real_network_activations_are_sane(real_net):
     out = real_net(torch.rand(1, 3, 64, 64), ["relu5_1"])["relu5_1"]
     assert out.shape == (1, 512, 4, 4)
     assert torch.isfinite(out).all() and out.max() > 0
+
+
+@pytest.mark.parametrize(
+    "make, needle",
+    [
+        (lambda: VGG.random("vgg20"), "unknown VGG architecture 'vgg20'; arch must be one of: vgg16, vgg19"),
+        (lambda: layer_names("VGG19"), "arch must be one of: vgg16, vgg19"),
+        (lambda: VGG.random(widths=(4, 4)), r"widths must be 5 whole numbers of at least 1"),
+        (lambda: VGG.random(widths=(4, 6, 8, 8, 0)), r"widths must be 5 whole numbers"),
+        (lambda: VGG.random(seed="0"), "seed must be a whole number"),
+        (lambda: VGG.load(5), r"weights must be a path \(a str or Path to a weights file\), or None"),
+    ],
+)
+def test_bad_network_arguments_name_the_parameter(make, needle):
+    with pytest.raises(ImpastoError, match=needle) as info:
+        make()
+    assert "\n" not in str(info.value)
+
+
+def test_a_random_vgg16_has_its_own_layers():
+    net = VGG.random("vgg16")
+    assert net.conv_layers[-1] == "conv5_3" and len(net.conv_layers) == 13

@@ -10,7 +10,7 @@ pytest.importorskip("cv2")
 from impasto import StyleConfig
 from impasto.engine import Painter
 from impasto.errors import ImpastoError
-from impasto.video.clip import FrameStore, open_clip
+from impasto.video.clip import FrameStore, check_video_output, open_clip, write_video
 from impasto.video.flow import warp
 from impasto.video.job import ClipJob, VideoConfig, later_iterations
 from impasto.video.report import measure_motion, warping_error
@@ -208,3 +208,68 @@ def test_with_the_real_network_a_clip_flickers_less_and_stays_as_painted(real_ne
     # Painted nearly as much: 30 steps are far from converged, so the margin is wider than the
     # report's 1.2 at the defaults (docs/video_report.txt).
     assert report.style_ratio_max < 1.5
+
+
+# --- what Python callers pass ------------------------------------------------------------------
+
+
+def test_open_clip_and_frame_store_take_strs_and_refuse_what_is_not_a_path(clip, tmp_path):
+    assert open_clip(str(clip.path)).names == clip.names
+    with pytest.raises(ImpastoError, match="path must be a video file or a folder of frames .*got int"):
+        open_clip(3)
+    with pytest.raises(ImpastoError, match="fps must be a number greater than 0"):
+        open_clip(clip.path, fps="24")
+    store = FrameStore(str(tmp_path / "out"), clip.names, "abc")
+    first = next(clip.frames())
+    store.save(0, first)
+    assert store.folder == tmp_path / "out" and (tmp_path / "out" / clip.names[0]).is_file()
+    assert store.load(0).size == first.size
+    with pytest.raises(ImpastoError, match="folder must be the folder of finished frames"):
+        FrameStore(None, clip.names, "abc")
+    with pytest.raises(ImpastoError, match="fingerprint must be a str"):
+        FrameStore(tmp_path / "out", clip.names, 5)
+
+
+def test_a_video_extension_impasto_cannot_write_is_named_with_those_it_can(clip, tmp_path):
+    frames = list(clip.frames())
+    for call in (
+        lambda: write_video(tmp_path / "x.xyz", frames, clip.fps),
+        lambda: check_video_output(tmp_path / "x.xyz", clip.size, clip.fps),
+    ):
+        with pytest.raises(ImpastoError, match=r"x.xyz does not end in a video extension .*\.mp4, .*\.gif") as info:
+            call()
+        assert "\n" not in str(info.value)
+    assert not list(tmp_path.glob("*x*"))
+    with pytest.raises(ImpastoError, match="frames must be PIL images, got a Tensor"):
+        write_video(tmp_path / "x.gif", [to_tensor(f) for f in frames], clip.fps)
+    with pytest.raises(ImpastoError, match="fps must be a number"):
+        write_video(tmp_path / "x.gif", frames, None)
+    assert not list(tmp_path.glob("*x*"))
+    assert write_video(str(tmp_path / "x.gif"), frames, clip.fps) == tmp_path / "x.gif"
+
+
+@pytest.mark.parametrize(
+    "make, needle",
+    [
+        (lambda c, s, n: ClipJob(c, [], network=n), "styles is empty"),
+        (lambda c, s, n: ClipJob(str(c.path), [s], network=n), "clip must be a Clip, got str; open one with open_clip"),
+        (lambda c, s, n: ClipJob(c, [s * 255], network=n), r"style 1 must hold values in \[0, 1\]"),
+        (lambda c, s, n: ClipJob(c, [s[0]], network=n), r"style 1 must be a \(1, 3, H, W\) tensor"),
+        (lambda c, s, n: ClipJob(c, [s], masks=["masks"], network=n), "style mask 1 must be a .* got str"),
+        (lambda c, s, n: ClipJob(c, [s], config={"size": 40}, network=n), "config must be a StyleConfig"),
+        (lambda c, s, n: ClipJob(c, [s], video={}, network=n), "video must be a VideoConfig"),
+        (lambda c, s, n: ClipJob(c, [s], network="vgg19"), "network must be an impasto VGG"),
+    ],
+)
+def test_a_bad_clip_job_is_refused_when_made_not_when_run(clip, style, tiny_net, make, needle):
+    with pytest.raises(ImpastoError, match=needle) as info:
+        make(clip, style, tiny_net)
+    assert "\n" not in str(info.value)
+
+
+def test_one_style_tensor_is_one_style_and_run_needs_a_frame_store(clip, style, tiny_net, tmp_path):
+    job = ClipJob(clip, style, config=FAST, network=tiny_net)
+    assert len(job.styles) == 1 and job.fingerprint() == job_for(clip, style, tiny_net).fingerprint()
+    with pytest.raises(ImpastoError, match="store must be a FrameStore, got str"):
+        job.run(str(tmp_path / "out"))
+    assert not (tmp_path / "out").exists()

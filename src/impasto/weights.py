@@ -83,6 +83,11 @@ def load_weights(path: str | os.PathLike | None = None, format: str = "auto") ->
     ``_features_preprocessing``). ``"torchvision"`` and ``"caffe"`` read a ``features.N`` dict
     with that preprocessing.
     """
+    if path is not None and not isinstance(path, (str, os.PathLike)):
+        raise ImpastoError(
+            f"weights must be a path (a str or Path to a weights file), or None for the default VGG-19; "
+            f"got {type(path).__name__} {path!r:.60}"
+        )
     if format not in WEIGHT_FORMATS:
         choices = ", ".join(WEIGHT_FORMATS)
         raise ImpastoError(f"unknown weights format {format!r}; choose one of {choices}")
@@ -102,11 +107,17 @@ def load_weights(path: str | os.PathLike | None = None, format: str = "auto") ->
     return _from_features(state, file, format)
 
 
+def check_arch(arch: object) -> str:
+    """`arch` once it is one of ARCHITECTURES; an ImpastoError naming them otherwise."""
+    if not isinstance(arch, str) or arch not in ARCHITECTURES:
+        choices = ", ".join(ARCHITECTURES)
+        raise ImpastoError(f"unknown VGG architecture {arch!r}; arch must be one of: {choices}")
+    return arch
+
+
 def _layout(arch: str) -> list[tuple[int, int]]:
     """(block, conv) pairs, both 1-based, in network order."""
-    if arch not in ARCHITECTURES:
-        choices = ", ".join(ARCHITECTURES)
-        raise ImpastoError(f"unknown VGG architecture {arch!r}; choose one of {choices}")
+    check_arch(arch)
     return [(b, i) for b, count in enumerate(ARCHITECTURES[arch], 1) for i in range(1, count + 1)]
 
 

@@ -146,7 +146,7 @@ def _executor(ray: str | None, workers: int | None, threads: int | None):
         return RayExecutor(ray, workers, threads or 1)
     from .local import LocalExecutor
 
-    return LocalExecutor(workers or 1, threads)
+    return LocalExecutor(workers or 1, threads or None)  # threads 0: the default split
 
 
 class _Bars:

@@ -10,13 +10,14 @@ dies (its machine lost, killed for memory) is replaced and its task given to a w
 from __future__ import annotations
 
 import logging
+import numbers
 import threading
 from collections.abc import Iterator, Sequence
 from types import ModuleType
 from typing import Any
 
 from ..errors import ImpastoError
-from .local import Event, OnEvent, dispatch
+from .local import Event, OnEvent, dispatch, whole_number
 from .worker import Blob, Outcome, Step, Task, Worker, read_blob
 
 __all__ = ["INSTALL_HINT", "RayExecutor", "require_ray"]
@@ -87,11 +88,16 @@ class RayExecutor:
         retries: int = 2,
         gpus: float | None = None,
     ) -> None:
-        if threads < 1:
-            raise ImpastoError(f"threads {threads} must be at least 1 for a Ray worker")
-        if gpus is not None and not gpus >= 0:
-            raise ImpastoError(f"gpus {gpus} must be 0 or more for a Ray worker")
-        self.address, self.workers, self.threads, self.retries = address, workers, threads, retries
+        if not isinstance(address, str):
+            raise ImpastoError(
+                f'address must be a str ("auto", "ray://host:10001" or "local"), got {type(address).__name__}'
+            )
+        self.address = address
+        self.workers = None if workers is None else whole_number(workers, "workers", 1, or_none=True)
+        self.threads = whole_number(threads, "threads", 1)
+        self.retries = whole_number(retries, "retries", 0)
+        if gpus is not None and (isinstance(gpus, bool) or not isinstance(gpus, numbers.Real) or not gpus >= 0):
+            raise ImpastoError(f"gpus must be a number of 0 or more (a share of a GPU) or None, got {gpus!r:.60}")
         self.gpus = gpus
         self.pool: RayPool | None = None  # while a batch runs: its actors, e.g. to watch or kill one
 

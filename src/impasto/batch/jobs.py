@@ -12,9 +12,10 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ..config import INITS, StyleConfig
 from ..errors import ImpastoError
@@ -24,6 +25,8 @@ from ..metadata import SETTINGS_SUFFIXES
 __all__ = [
     "Job",
     "OUTPUT_FORMATS",
+    "as_path",
+    "as_paths",
     "check_outputs",
     "cross_jobs",
     "image_files",
@@ -58,11 +61,52 @@ class Job:
         return Path(self.config.init).expanduser()
 
 
-def image_files(sources: Sequence[str | Path], what: str) -> list[Path]:
-    """The files named, and the image files in the folders named (sorted by name, not recursive)."""
+def as_path(value: Any, name: str) -> Path:
+    """`value` (a str or os.PathLike) as a Path; an ImpastoError naming the parameter `name` otherwise."""
+    if isinstance(value, (str, os.PathLike)):
+        try:
+            return Path(value)
+        except TypeError:  # a PathLike whose path is bytes
+            pass
+    raise ImpastoError(f"{name} must be a path (a str or Path), got {type(value).__name__} {value!r:.60}")
+
+
+def as_paths(value: Any, name: str, none: bool = False) -> list[Path | None]:
+    """`value`, one path or a sequence of them, as a list of Paths: one str or os.PathLike is one
+    path (never its characters); `none` lets items be None. An ImpastoError naming the parameter
+    `name` for anything else."""
+    if isinstance(value, (str, os.PathLike)):
+        return [as_path(value, name)]
+    if isinstance(value, (bytes, bytearray)) or not isinstance(value, Iterable):
+        raise ImpastoError(
+            f"{name} must be a path or a list of paths (str or Path), got {type(value).__name__} {value!r:.60}"
+        )
+    paths: list[Path | None] = []
+    for item in value:
+        if item is None and none:
+            paths.append(None)
+        elif isinstance(item, (str, os.PathLike)):
+            paths.append(as_path(item, name))
+        else:
+            raise ImpastoError(
+                f"{name} must be a path or a list of paths (str or Path), but holds {type(item).__name__} {item!r:.60}"
+            )
+    return paths
+
+
+def _some_paths(value: Any, name: str) -> list[Path]:
+    """`as_paths` where no item may be None."""
+    return [p for p in as_paths(value, name) if p is not None]
+
+
+def image_files(sources: str | os.PathLike | Sequence[str | os.PathLike], what: str) -> list[Path]:
+    """The files named, and the image files in the folders named (sorted by name, not recursive).
+
+    `sources` is one file or folder, or a sequence of them; `what` ("content", "style") names
+    them in messages."""
     found: list[Path] = []
-    for source in sources:
-        path = Path(source).expanduser()
+    for source in _some_paths(sources, "sources"):
+        path = source.expanduser()
         if path.is_dir():
             inside = sorted(
                 p
@@ -93,6 +137,8 @@ def output_name(content: Path, styles: Sequence[Path], suffix: str) -> str:
 
 def output_suffix(fmt: str) -> str:
     """The file suffix of an output format (`png` -> `.png`); an ImpastoError for one a batch cannot write."""
+    if not isinstance(fmt, str):
+        raise ImpastoError(f"fmt must be one of: {', '.join(OUTPUT_FORMATS)} (a str), got {type(fmt).__name__}")
     fmt = fmt.lower().lstrip(".")
     if fmt not in OUTPUT_FORMATS:
         raise ImpastoError(
@@ -103,20 +149,31 @@ def output_suffix(fmt: str) -> str:
 
 
 def cross_jobs(
-    contents: Sequence[Path],
-    styles: Sequence[Path],
-    output_dir: Path,
-    config: StyleConfig,
+    contents: str | os.PathLike | Sequence[str | os.PathLike],
+    styles: str | os.PathLike | Sequence[str | os.PathLike],
+    output_dir: str | os.PathLike,
+    config: StyleConfig | None = None,
     *,
     together: bool = False,
-    masks: Sequence[Path] | None = None,
+    masks: Sequence[str | os.PathLike | None] | None = None,
     fmt: str = "png",
 ) -> list[Job]:
     """Every content in every style alone, or (`together`) in all the styles blended.
 
-    `masks`, one per style, go with their style in either case. `config.style_blend` needs
-    `together` (it weighs the styles of one picture)."""
+    `contents` and `styles` are image files (one, or a sequence; `image_files` finds those of
+    folders); `config` is the options of every job (default: StyleConfig()). `masks`, one per
+    style (None: that style unmasked), go with their style in either case. `config.style_blend`
+    needs `together` (it weighs the styles of one picture)."""
+    contents, styles = _some_paths(contents, "contents"), _some_paths(styles, "styles")
+    output_dir = as_path(output_dir, "output_dir").expanduser()
+    if config is None:
+        config = StyleConfig()
+    elif not isinstance(config, StyleConfig):
+        raise ImpastoError(f"config must be a StyleConfig, got {type(config).__name__}; use StyleConfig(**options)")
+    masks = None if masks is None else as_paths(masks, "masks", none=True)
     suffix = output_suffix(fmt)
+    if not contents or not styles:
+        raise ImpastoError(f"no {'contents' if not contents else 'styles'} given; name at least one image file")
     if masks is not None and len(masks) != len(styles):
         raise ImpastoError(
             f"got {len(masks)} style masks for {len(styles)} style images; give one mask per style, in the same order"
@@ -187,11 +244,11 @@ def check_outputs(jobs: Sequence[Job]) -> None:
         written[key] = job
 
 
-def output_folder(path: str | Path, sources: Sequence[str | Path] = ()) -> Path:
+def output_folder(path: str | os.PathLike, sources: str | os.PathLike | Sequence[str | os.PathLike] = ()) -> Path:
     """The output folder, created if missing, once it is known to be a writable folder and none of
     the folders `sources` (whose images are the inputs: a rerun would take the pictures for more)."""
-    folder = Path(path).expanduser()
-    for source in map(Path, sources):
+    folder = as_path(path, "path").expanduser()
+    for source in _some_paths(sources, "sources"):
         if source.expanduser().is_dir() and _file_key(source) == _file_key(folder):
             raise ImpastoError(
                 f"output folder {folder} is the input folder {source}: a rerun would take the pictures "

@@ -21,7 +21,7 @@ from typing import Any
 
 from ..config import IMPROVED, INITS, StyleConfig
 from ..errors import ImpastoError
-from .jobs import Job, check_outputs, output_name, output_suffix
+from .jobs import Job, as_path, check_outputs, output_name, output_suffix
 
 __all__ = ["jobs_folder", "read_jobs_file"]
 
@@ -147,7 +147,9 @@ def read_jobs_file(
     and may set `styles`, `masks`, `output` and any option. Paths are relative to the file's folder,
     outputs to the output folder (`output_dir`, else the file's folder). `overrides` (options given
     on the command line) win over both."""
-    path = Path(path).expanduser()
+    path = as_path(path, "path").expanduser()
+    if overrides is not None and not isinstance(overrides, Mapping):
+        raise ImpastoError(f"overrides must be a dict of StyleConfig options, got {type(overrides).__name__}")
     data = _load_toml(path)
     base = path.resolve().parent
     unknown = _unknown({k: v for k, v in data.items() if k != "job"}, _SHARED_KEYS)
@@ -174,14 +176,14 @@ def read_jobs_file(
 
 def _folder(data: Mapping[str, Any], base: Path, output_dir: str | Path | None) -> Path:
     if output_dir is not None:
-        return Path(output_dir).expanduser()
+        return as_path(output_dir, "output_dir").expanduser()
     name = _setting(data, "output_dir", str, _A_PATH)
     return base / Path("." if name is None else name).expanduser()
 
 
 def jobs_folder(path: str | Path, output_dir: str | Path | None = None) -> Path:
     """The output folder of a jobs file: `output_dir` if given, else the file's, else its folder."""
-    path = Path(path).expanduser()
+    path = as_path(path, "path").expanduser()
     with _about(f"jobs file {path}"):
         return _folder(_load_toml(path), path.resolve().parent, output_dir)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import multiprocessing
 import multiprocessing.connection
+import numbers
 import pickle
 import signal
 import time
@@ -20,13 +21,23 @@ from typing import Any, Protocol
 from ..errors import ImpastoError
 from .worker import Outcome, Step, Task, Worker, child_threads
 
-__all__ = ["LocalExecutor", "OnEvent", "Pool", "dispatch"]
+__all__ = ["LocalExecutor", "OnEvent", "Pool", "dispatch", "whole_number"]
 
 OnEvent = Callable[[Task, int, "Step | None"], Any]
 """Called with (task, worker slot, step): step None when the task starts on that worker."""
 
 Event = tuple[str, int, Any]
 """What a pool reports: ("step", slot, Step), ("done", slot, Outcome) or ("died", slot, reason)."""
+
+
+def whole_number(value: Any, name: str, minimum: int, or_none: bool = False) -> int:
+    """`value` as an int once it is a whole number of at least `minimum`; an ImpastoError naming the
+    parameter `name` otherwise (True and 2.0 are refused). `or_none`: the message says None is
+    allowed too (the caller handles None)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        also = " or None" if or_none else ""
+        raise ImpastoError(f"{name} must be a whole number of at least {minimum}{also}, got {value!r:.60}")
+    return int(value)
 
 
 class Pool(Protocol):
@@ -95,10 +106,14 @@ class LocalExecutor:
     def __init__(
         self, workers: int = 1, threads: int | None = None, worker: Worker | None = None, retries: int = 2
     ) -> None:
-        self.workers = max(1, int(workers))
+        self.workers = whole_number(workers, "workers", 1)
+        if threads is not None:
+            threads = whole_number(threads, "threads", 1, or_none=True)
         self.threads = threads or child_threads(None, self.workers)
+        if worker is not None and not callable(getattr(worker, "paint", None)):
+            raise ImpastoError(f"worker must be a batch Worker (or None for a new one), got {type(worker).__name__}")
         self.worker = worker if worker is not None else Worker()
-        self.retries = retries
+        self.retries = whole_number(retries, "retries", 0)
         self.pool: ProcessPool | None = None  # while a batch runs in processes: them, e.g. to watch
 
     def run(self, tasks: Sequence[Task], stop: Any = None, on_event: OnEvent | None = None) -> Iterator[Outcome]:

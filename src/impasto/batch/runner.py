@@ -14,7 +14,7 @@ import csv
 import dataclasses
 import io
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -26,7 +26,7 @@ from ..errors import ImpastoError
 from ..images import check_output_path
 from ..metadata import HASH_KEY, read_settings, settings_hash, settings_record
 from ..provenance import input_roles, save_result, weights_sha256
-from .jobs import Job, output_folder
+from .jobs import Job, as_path, output_folder
 from .local import LocalExecutor, OnEvent
 from .worker import Blob, Outcome, Step, Task
 
@@ -171,7 +171,7 @@ def _task(index: int, planned: _Planned) -> Task:
 
 
 def run_batch(
-    jobs: Sequence[Job],
+    jobs: Sequence[Job] | Job,
     executor: Executor | None = None,
     *,
     stop: Any = None,
@@ -180,12 +180,13 @@ def run_batch(
 ) -> BatchResult:
     """Make every job's picture that is not made yet; report each job and write `summary` (CSV).
 
-    `executor` paints (default: a LocalExecutor in this process). `stop` (a threading.Event)
-    ends the batch early: finished outputs are kept, the tasks under way are dropped, unwritten.
+    `jobs` come from cross_jobs or read_jobs_file (one Job is a batch of one). `executor` paints
+    (default: a LocalExecutor in this process). `stop` (a threading.Event) ends the batch early:
+    finished outputs are kept, the tasks under way are dropped, unwritten.
     """
-    executor = executor or LocalExecutor()
+    jobs, executor = _checked(jobs, executor, stop, callback)
     reports: dict[int, JobReport] = {}
-    summary_path = Path(summary) if summary is not None else None
+    summary_path = as_path(summary, "summary") if summary is not None else None
     if summary_path is not None:
         _check_summary(summary_path)
     counts = {"done": 0, "failed": 0, "skipped": 0}
@@ -234,6 +235,35 @@ def run_batch(
         write_summary()
     interrupted = stop is not None and stop.is_set()
     return BatchResult([reports[i] for i in range(len(jobs))], interrupted, summary_path)
+
+
+def _checked(jobs: Any, executor: Any, stop: Any, callback: Any) -> tuple[list[Job], Executor]:
+    """The jobs as a list (one Job is a batch of one) and the executor (default: a LocalExecutor),
+    once they and `stop` and `callback` are of the kinds run_batch takes; else an ImpastoError."""
+    if isinstance(jobs, Job):
+        jobs = [jobs]
+    if isinstance(jobs, (str, bytes)) or not isinstance(jobs, Iterable):
+        raise ImpastoError(
+            f"jobs must be a list of Jobs (from cross_jobs or read_jobs_file), got {type(jobs).__name__}"
+        )
+    jobs = list(jobs)
+    odd = next((j for j in jobs if not isinstance(j, Job)), None)
+    if odd is not None:
+        raise ImpastoError(
+            f"jobs must be a list of Jobs (from cross_jobs or read_jobs_file), but holds {type(odd).__name__}"
+        )
+    if executor is None:
+        executor = LocalExecutor()
+    elif not callable(getattr(executor, "run", None)):
+        raise ImpastoError(
+            f"executor must be a LocalExecutor or a RayExecutor (or None for LocalExecutor()), got "
+            f"{type(executor).__name__} {executor!r:.40}"
+        )
+    if stop is not None and not callable(getattr(stop, "is_set", None)):
+        raise ImpastoError(f"stop must be a threading.Event (or None), got {type(stop).__name__}")
+    if callback is not None and not callable(callback):
+        raise ImpastoError(f"callback must be a function of a BatchEvent (or None), got {type(callback).__name__}")
+    return jobs, executor
 
 
 def _check_summary(path: Path) -> None:

@@ -9,10 +9,12 @@ can be written) is checked when the clip or the output is opened. PyAV is import
 from __future__ import annotations
 
 import json
+import math
+import numbers
 import os
 import re
 import secrets
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -51,6 +53,33 @@ def av_module():
             "impasto video needs PyAV for video files; install it with: pip install 'impasto[video]'"
         ) from None
     return av
+
+
+def _as_path(value: object, name: str, what: str) -> Path:
+    """`value` (a str or os.PathLike) as a Path; an ImpastoError naming the parameter `name` and
+    what it should be (`what`) otherwise."""
+    if isinstance(value, (str, os.PathLike)):
+        try:
+            return Path(value)
+        except TypeError:  # a PathLike whose path is bytes
+            pass
+    raise ImpastoError(f"{name} must be {what} (a str or Path), got {type(value).__name__} {value!r:.60}")
+
+
+def _check_fps(fps: object) -> None:
+    """An ImpastoError unless `fps` is a finite number above 0."""
+    if isinstance(fps, bool) or not isinstance(fps, numbers.Real) or not (float(fps) > 0 and math.isfinite(fps)):
+        raise ImpastoError(f"fps must be a number greater than 0 (frames a second), got {fps!r:.60}")
+
+
+def _codec(target: Path, name: str) -> str:
+    """The codec a video path's extension is written with; an ImpastoError naming those it can write."""
+    codec = VIDEO_CODECS.get(target.suffix.lower())
+    if codec is None:
+        raise ImpastoError(
+            f"{name} {target} does not end in a video extension impasto writes; use one of: {', '.join(VIDEO_CODECS)}"
+        )
+    return codec
 
 
 def is_video_path(path: str | os.PathLike) -> bool:
@@ -105,9 +134,9 @@ def open_clip(path: str | os.PathLike, fps: float | None = None) -> Clip:
 
     `fps` is the rate of a folder's frames (default 24); a video keeps its own rate unless given.
     """
-    where = Path(path).expanduser()
-    if fps is not None and not fps > 0:
-        raise ImpastoError(f"fps must be greater than 0, got {fps:g}")
+    where = _as_path(path, "path", "a video file or a folder of frames").expanduser()
+    if fps is not None:
+        _check_fps(fps)
     rate = Fraction(fps).limit_denominator(1001) if fps else None
     if where.is_dir():
         return _open_folder(where.resolve(), rate or DEFAULT_FPS)
@@ -193,11 +222,15 @@ def write_video(
     path: str | os.PathLike, frames: Iterable[PIL.Image.Image], fps: Fraction, audio_from: Path | None = None
 ) -> Path:
     """Encode RGB frames to a video file atomically; with `audio_from`, add that file's sound,
-    cut to the frames' duration. Returns the path written."""
-    av = av_module()
-    target = Path(path).resolve()
+    cut to the frames' duration. Returns the path written. `path` ends in one of VIDEO_CODECS'
+    extensions, which says how it is encoded."""
+    target = _as_path(path, "path", "a video file name").expanduser().resolve()
     suffix = target.suffix.lower()
-    codec = VIDEO_CODECS[suffix]
+    codec = _codec(target, "path")
+    _check_fps(fps)
+    if audio_from is not None:
+        audio_from = _as_path(audio_from, "audio_from", "a video file with sound, or None")
+    av = av_module()
     temp = _temp_next_to(target)
     try:
         count = _encode(av, temp, codec, AUDIO_CODECS.get(suffix), frames, fps, audio_from)
@@ -221,10 +254,13 @@ def _encode(
     fps: Fraction,
     audio_from: Path | None,
 ) -> int:
+    if isinstance(frames, PIL.Image.Image) or not isinstance(frames, Iterable):
+        raise ImpastoError(f"frames must be an iterable of PIL images, got {type(frames).__name__}")
     frames = iter(frames)
     first = next(frames, None)
     if first is None:
         return 0
+    first = _picture(first)
     if codec == "gif":
         return _write_gif(path, first, frames, fps)
     with av.open(str(path), "w") as out:
@@ -240,7 +276,7 @@ def _encode(
                 sound = out.add_stream(audio_codec, rate=48000 if audio_codec == "libopus" else rate)
             count = 0
             for count, image in enumerate(_chain(first, frames), start=1):
-                frame = av.VideoFrame.from_ndarray(_even(np.asarray(image.convert("RGB")), codec), format="rgb24")
+                frame = av.VideoFrame.from_ndarray(_even(np.asarray(_picture(image)), codec), format="rgb24")
                 frame.pts = count - 1
                 out.mux(video.encode(frame))
             out.mux(video.encode())
@@ -252,8 +288,18 @@ def _encode(
     return count
 
 
+def _picture(image: object) -> PIL.Image.Image:
+    """A frame to write, in RGB; an ImpastoError for what is not a PIL image."""
+    if not isinstance(image, PIL.Image.Image):
+        raise ImpastoError(
+            f"frames must be PIL images, got a {type(image).__name__}; "
+            "convert tensors with impasto.images.tensor_to_pil"
+        )
+    return image.convert("RGB")
+
+
 def _write_gif(path: Path, first: PIL.Image.Image, rest: Iterator[PIL.Image.Image], fps: Fraction) -> int:
-    frames = [first.convert("RGB"), *(image.convert("RGB") for image in rest)]
+    frames = [first, *(_picture(image) for image in rest)]
     frames[0].save(
         path, format="GIF", save_all=True, append_images=frames[1:], loop=0, duration=max(20, round(1000 / fps))
     )
@@ -279,8 +325,8 @@ def _copy_audio(source, sound, out, seconds: float) -> None:
 def check_video_output(path: str | os.PathLike, size: tuple[int, int], fps: Fraction) -> Path:
     """The output video's path, once a two-frame test clip of this size and codec was written next
     to it (so a codec PyAV cannot write fails before the work, not after)."""
-    target = Path(path).expanduser().resolve()
-    codec = VIDEO_CODECS[target.suffix.lower()]
+    target = _as_path(path, "path", "a video file name").expanduser().resolve()
+    codec = _codec(target, "path")
     if target.is_dir():
         raise ImpastoError(f"output {target} is a folder; give a video file name or a folder without an extension")
     try:
@@ -312,12 +358,31 @@ def check_video_output(path: str | os.PathLike, size: tuple[int, int], fps: Frac
 # --- finished frames and resuming ---------------------------------------------------------------
 
 
+def _names(names: object) -> tuple[str, ...]:
+    """Frame file names as a tuple (one str is one name); an ImpastoError for anything else."""
+    if isinstance(names, str):
+        return (names,)
+    if not isinstance(names, Iterable) or isinstance(names, bytes):
+        raise ImpastoError(f"names must be a sequence of frame file names (Clip.names), got {type(names).__name__}")
+    found = tuple(names)
+    odd = next((n for n in found if not isinstance(n, str)), None)
+    if odd is not None:
+        raise ImpastoError(f"names must be frame file names (str, as in Clip.names), but holds {type(odd).__name__}")
+    return found
+
+
 class FrameStore:
     """A folder of finished frames (PNG or the input's format), with a manifest recording which
     job they belong to and how many are done, so a stopped job resumes after the last one."""
 
-    def __init__(self, folder: Path, names: tuple[str, ...], fingerprint: str, restart: bool = False) -> None:
-        self.folder, self.names, self.fingerprint = folder, names, fingerprint
+    def __init__(
+        self, folder: str | os.PathLike, names: Sequence[str], fingerprint: str, restart: bool = False
+    ) -> None:
+        self.folder = _as_path(folder, "folder", "the folder of finished frames").expanduser()
+        self.names = _names(names)
+        if not isinstance(fingerprint, str):
+            raise ImpastoError(f"fingerprint must be a str (ClipJob.fingerprint()), got {type(fingerprint).__name__}")
+        self.fingerprint = fingerprint
         self._check_folder()
         self.done = 0 if restart else self._resumable()
 

@@ -28,7 +28,7 @@ import torch
 
 from .. import color
 from ..config import StyleConfig
-from ..engine import Painter, Progress, StylizeResult, scale_sizes, split_iterations
+from ..engine import Painter, Progress, StylizeResult, _check_image, scale_sizes, split_iterations
 from ..errors import ImpastoError
 from ..images import fit_longest, pil_to_tensor, read_image, read_mask, resize_image, tensor_to_pil
 from ..vgg import VGG
@@ -86,12 +86,68 @@ class ClipResult:
 FrameCallback = Callable[[FrameProgress], object]
 
 
+def _check_parts(clip: object, config: object, video: object, network: object) -> None:
+    """An ImpastoError naming the first of a job's parts that is not of the kind ClipJob takes."""
+    if not isinstance(clip, Clip):
+        raise ImpastoError(f"clip must be a Clip, got {type(clip).__name__}; open one with open_clip(path)")
+    if config is not None and not isinstance(config, StyleConfig):
+        raise ImpastoError(f"config must be a StyleConfig, got {type(config).__name__}; use StyleConfig(**options)")
+    if video is not None and not isinstance(video, VideoConfig):
+        raise ImpastoError(f"video must be a VideoConfig, got {type(video).__name__}; use VideoConfig(**options)")
+    if network is not None and not isinstance(network, VGG):
+        raise ImpastoError(f"network must be an impasto VGG (VGG.load() or VGG.random()), got {type(network).__name__}")
+
+
+def _styles(styles: object) -> list[torch.Tensor]:
+    """The style images as a list (one tensor is one style), checked before any frame is painted."""
+    if isinstance(styles, torch.Tensor):
+        styles = [styles]
+    if not isinstance(styles, Sequence) or isinstance(styles, str):
+        raise ImpastoError(f"styles must be a list of (1, 3, H, W) image tensors, got {type(styles).__name__}")
+    if not styles:
+        raise ImpastoError("styles is empty; give at least one style image")
+    for i, style in enumerate(styles, start=1):
+        _check_image(style, f"style {i}")
+    return list(styles)
+
+
+def _masks(masks: object, count: int, frames: int) -> list[MaskInput]:
+    """One mask input per style, each a (1, 1, H, W) tensor, one mask file per frame, or None."""
+    if masks is None:
+        return [None] * count
+    if isinstance(masks, (str, bytes, torch.Tensor)) or not isinstance(masks, Sequence):
+        raise ImpastoError(f"masks must be a list with one mask (or None) per style, got {type(masks).__name__}")
+    if len(masks) != count:
+        raise ImpastoError(
+            f"got {len(masks)} style masks for {count} style images; "
+            "give one mask (or one folder of masks) per style, in the same order"
+        )
+    for i, mask in enumerate(masks, start=1):
+        if mask is None:
+            continue
+        if isinstance(mask, torch.Tensor):
+            _check_image(mask, f"style mask {i}", channels=1)
+        elif isinstance(mask, (str, bytes, os.PathLike)) or not isinstance(mask, Sequence):
+            raise ImpastoError(
+                f"style mask {i} must be a (1, 1, H, W) tensor, a list of one mask file per frame, or None; "
+                f"got {type(mask).__name__} (list a folder's masks with impasto.video.clip.image_files)"
+            )
+        elif len(mask) != frames:
+            raise ImpastoError(
+                f"style mask folder {i} has {len(mask)} masks for {frames} frames; give one mask per frame"
+            )
+        elif any(not isinstance(p, (str, os.PathLike)) for p in mask):
+            raise ImpastoError(f"style mask {i} must list mask files (str or Path), one per frame")
+    return list(masks)
+
+
 class ClipJob:
     """Styles a clip into a FrameStore, resuming after the frames the store already holds.
 
-    `styles` are (1, 3, H, W) tensors; `masks`, one per style, a mask tensor for every frame, a
-    sequence of one mask file per frame, or None. One network serves every frame; the style
-    targets are computed once per size, also with per-frame masks (Painter.variant).
+    `clip` comes from open_clip; `styles` are (1, 3, H, W) tensors (at least one); `masks`, one
+    per style, a mask tensor for every frame, a sequence of one mask file per frame, or None. One
+    network serves every frame; the style targets are computed once per size, also with
+    per-frame masks (Painter.variant).
     `independent` paints every frame alone, as the first: the flickering baseline the report
     compares with.
     """
@@ -107,22 +163,13 @@ class ClipJob:
         network: VGG | None = None,
         independent: bool = False,
     ) -> None:
-        self.clip, self.styles = clip, list(styles)
+        _check_parts(clip, config, video, network)
+        self.clip, self.styles = clip, _styles(styles)
         self.independent = independent
         if not independent:
             opencv()  # needed from the second frame on: a missing extra is an error before the work
         self.config, self.video = config or StyleConfig(), video or VideoConfig()
-        self.masks = list(masks) if masks is not None else [None] * len(self.styles)
-        if len(self.masks) != len(self.styles):
-            raise ImpastoError(
-                f"got {len(self.masks)} style masks for {len(self.styles)} style images; "
-                "give one mask (or one folder of masks) per style, in the same order"
-            )
-        for i, m in enumerate(self.masks):
-            if m is not None and not isinstance(m, torch.Tensor) and len(m) != clip.count:
-                raise ImpastoError(
-                    f"style mask folder {i + 1} has {len(m)} masks for {clip.count} frames; give one mask per frame"
-                )
+        self.masks = _masks(masks, len(self.styles), clip.count)
         self.size = fit_longest(*clip.size, self.config.size)  # (width, height) of every output frame
         later = self.video.later_iterations
         self.later_config = self.config.replace(
@@ -253,6 +300,17 @@ class ClipJob:
         """Style the frames `store` does not have yet, in order (it should be made with this job's
         fingerprint). Stops between steps when `stop` is set or `callback` returns False: the frame
         under way is dropped, the finished ones are kept."""
+        if not isinstance(store, FrameStore):
+            raise ImpastoError(
+                f"store must be a FrameStore, got {type(store).__name__}; "
+                "use FrameStore(folder, clip.names, job.fingerprint())"
+            )
+        if stop is not None and not callable(getattr(stop, "is_set", None)):
+            raise ImpastoError(f"stop must be a threading.Event (or None), got {type(stop).__name__}")
+        if callback is not None and not callable(callback):
+            raise ImpastoError(
+                f"callback must be a function of a FrameProgress (or None), got {type(callback).__name__}"
+            )
         stop = stop or threading.Event()
         clip, window = self.clip, max(self.video.long_term)
         begin = store.done
