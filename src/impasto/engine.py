@@ -152,7 +152,7 @@ def build_network(config: StyleConfig, device: torch.device) -> VGG:
     return VGG.load(config.weights, config.weights_format, config.pooling, config.winograd).to_device(device)
 
 
-def _check_image(image: torch.Tensor, what: str, channels: int = 3) -> None:
+def check_image_tensor(image: torch.Tensor, what: str, channels: int = 3) -> None:
     if not isinstance(image, torch.Tensor) or image.ndim != 4 or image.shape[:2] != (1, channels):
         shape = tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__
         raise ImpastoError(f"{what} must be a (1, {channels}, H, W) tensor, got {shape}")
@@ -222,7 +222,7 @@ class Painter:
         if not styles:
             raise ImpastoError("no style image given; pass at least one")
         for i, s in enumerate(styles):
-            _check_image(s, f"style {i + 1}")
+            check_image_tensor(s, f"style {i + 1}")
         masks = list(masks) if masks is not None else [None] * len(styles)
         if len(masks) != len(styles):
             raise ImpastoError(
@@ -231,7 +231,7 @@ class Painter:
             )
         for i, m in enumerate(masks):
             if m is not None:
-                _check_image(m, f"style mask {i + 1}", channels=1)
+                check_image_tensor(m, f"style mask {i + 1}", channels=1)
         if config.style_blend is not None and len(config.style_blend) != len(styles):
             raise ImpastoError(
                 f"got {len(config.style_blend)} style_blend for {len(styles)} style images; give one weight per style"
@@ -285,7 +285,7 @@ class Painter:
                 )
             for i, m in enumerate(masks):
                 if m is not None:
-                    _check_image(m, f"style mask {i + 1}", channels=1)
+                    check_image_tensor(m, f"style mask {i + 1}", channels=1)
             twin.masks = [None if m is None else m.detach().float().cpu() for m in masks]
         if config is not self.config and _target_options(config) != _target_options(self.config):
             return Painter(
@@ -413,7 +413,7 @@ class Run:
         terms: Sequence[Term] = (),
         stop: threading.Event | None = None,
     ) -> None:
-        _check_image(content, "content")
+        check_image_tensor(content, "content")
         for i, m in enumerate(painter.masks):
             if m is not None:
                 warn_if_stretched(
@@ -424,7 +424,7 @@ class Run:
         self.content = content.detach().float().cpu()
         self.extra_terms = list(terms)
         if init is not None:
-            _check_image(init, "init")
+            check_image_tensor(init, "init")
         elif self.config.init not in ("content", "noise", "style"):
             raise ImpastoError(f"init {self.config.init!r} is a path: read it and pass the image as init")
         self.init = init

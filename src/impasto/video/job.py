@@ -28,7 +28,7 @@ import torch
 
 from .. import color
 from ..config import StyleConfig
-from ..engine import Painter, Progress, StylizeResult, _check_image, scale_sizes, split_iterations
+from ..engine import Painter, Progress, StylizeResult, check_image_tensor, scale_sizes, split_iterations
 from ..errors import ImpastoError
 from ..images import fit_longest, pil_to_tensor, read_image, read_mask, resize_image, tensor_to_pil
 from ..vgg import VGG
@@ -107,7 +107,7 @@ def _styles(styles: object) -> list[torch.Tensor]:
     if not styles:
         raise ImpastoError("styles is empty; give at least one style image")
     for i, style in enumerate(styles, start=1):
-        _check_image(style, f"style {i}")
+        check_image_tensor(style, f"style {i}")
     return list(styles)
 
 
@@ -126,7 +126,7 @@ def _masks(masks: object, count: int, frames: int) -> list[MaskInput]:
         if mask is None:
             continue
         if isinstance(mask, torch.Tensor):
-            _check_image(mask, f"style mask {i}", channels=1)
+            check_image_tensor(mask, f"style mask {i}", channels=1)
         elif isinstance(mask, (str, bytes, os.PathLike)) or not isinstance(mask, Sequence):
             raise ImpastoError(
                 f"style mask {i} must be a (1, 1, H, W) tensor, a list of one mask file per frame, or None; "
