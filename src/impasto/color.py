@@ -30,7 +30,7 @@ _RGB_TO_YIQ = torch.tensor(
 _YIQ_TO_RGB = torch.linalg.inv(_RGB_TO_YIQ)
 
 
-def check_image(name: str, img: torch.Tensor, channels: int) -> None:
+def _check_image(name: str, img: torch.Tensor, channels: int) -> None:
     """Raise ValueError unless ``img`` is a floating (1, channels, H, W) tensor."""
     if not isinstance(img, torch.Tensor):
         raise ValueError(f"{name} must be a torch.Tensor, got {type(img).__name__}")
@@ -60,13 +60,13 @@ def _apply_matrix(matrix: torch.Tensor, img: torch.Tensor) -> torch.Tensor:
 
 def rgb_to_yiq(img: torch.Tensor) -> torch.Tensor:
     """Convert an RGB image (1, 3, H, W) to YIQ channels (1, 3, H, W)."""
-    check_image("image", img, 3)
+    _check_image("image", img, 3)
     return _apply_matrix(_RGB_TO_YIQ, _work(img)).float()
 
 
 def yiq_to_rgb(yiq: torch.Tensor) -> torch.Tensor:
     """Convert a YIQ image (1, 3, H, W) back to RGB (1, 3, H, W), without clamping."""
-    check_image("YIQ image", yiq, 3)
+    _check_image("YIQ image", yiq, 3)
     return _apply_matrix(_YIQ_TO_RGB, _work(yiq)).float()
 
 
@@ -80,8 +80,8 @@ def match_luminance(style_y: torch.Tensor, content_y: torch.Tensor) -> torch.Ten
 
     The two images may differ in size. A constant style maps to the content's mean.
     """
-    check_image("style luminance", style_y, 1)
-    check_image("content luminance", content_y, 1)
+    _check_image("style luminance", style_y, 1)
+    _check_image("content luminance", content_y, 1)
     s = style_y.cpu().double()
     c = content_y.cpu().double()
     mu_s, sigma_s = s.mean(), s.std(correction=0)
@@ -98,10 +98,10 @@ def combine_luminance(result_y: torch.Tensor, content: torch.Tensor) -> torch.Te
     (a network fed replicated Y returns three channels that may drift apart).
     """
     if result_y.ndim == 4 and result_y.shape[1] == 3:
-        check_image("result", result_y, 3)
+        _check_image("result", result_y, 3)
         result_y = _work(result_y).mean(dim=1, keepdim=True)
-    check_image("result luminance", result_y, 1)
-    check_image("content", content, 3)
+    _check_image("result luminance", result_y, 1)
+    _check_image("content", content, 3)
     _check_same_size("result luminance", result_y, "content", content)
     chroma = rgb_to_yiq(content)[:, 1:]
     yiq = torch.cat([result_y.to(chroma), chroma], dim=1)
@@ -158,8 +158,8 @@ def match_histogram(
         raise ValueError(f"unknown histogram method {method!r}; choose one of {', '.join(HISTOGRAM_METHODS)}")
     if not eps > 0 or eps == float("inf"):
         raise ValueError(f"eps must be a positive finite number, got {eps!r}")
-    check_image("style", style, 3)
-    check_image("content", content, 3)
+    _check_image("style", style, 3)
+    _check_image("content", content, 3)
     pixels_s = _pixels64(style)
     mean_s, cov_s = _mean_cov(pixels_s, eps)
     mean_c, cov_c = _mean_cov(_pixels64(content), eps)
@@ -175,13 +175,13 @@ def transfer_color(output: torch.Tensor, content: torch.Tensor, mask: torch.Tens
     ``content`` must already be the output's size. ``mask`` (1, 1, H, W) in [0, 1]: 1 takes the
     content's chroma, 0 keeps the output's pixels unchanged, values between blend linearly.
     """
-    check_image("output", output, 3)
-    check_image("content", content, 3)
+    _check_image("output", output, 3)
+    _check_image("content", content, 3)
     _check_same_size("output", output, "content", content)
     recoloured = combine_luminance(luminance(output), content)
     if mask is None:
         return recoloured
-    check_image("mask", mask, 1)
+    _check_image("mask", mask, 1)
     _check_same_size("mask", mask, "output", output)
     if mask.numel() and (mask.min() < 0 or mask.max() > 1):
         raise ValueError(f"mask values must lie in [0, 1], got {mask.min().item():g} to {mask.max().item():g}")
