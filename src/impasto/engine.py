@@ -421,6 +421,7 @@ class Run:
                 )
         self.painter, self.config = painter, painter.config
         self.stop_event = _StopSignal(stop)
+        self._iterated = False
         self.content = content.detach().float().cpu()
         self.extra_terms = list(terms)
         if init is not None:
@@ -501,6 +502,10 @@ class Run:
         return not self.finished
 
     def __iter__(self) -> Iterator[Progress]:
+        """The steps, once: a run left (or finished) is over, and iterating it again yields nothing."""
+        if self._iterated:
+            return
+        self._iterated = True
         try:
             yield from self._scales()
         except (KeyboardInterrupt, Stopped):
