@@ -311,6 +311,16 @@ def test_options_this_run_would_not_use_are_warned_about(capsys, files):
     assert "warning: --histogram-method is only used with --preserve-color histogram" in err
     code, _, err = run_main(capsys, *argv, "--optimizer", "adam", "--preserve-color", "histogram")
     assert code == 0 and "warning" not in err
+    code, _, err = run_main(
+        capsys,
+        *FAST,
+        content,
+        style,
+        "-o",
+        tmp / "out.png",
+        *"--content-weight 0 --style-weight 0 --tv-weight 0".split(),
+    )
+    assert code == 0 and "are all 0: there is nothing to paint toward" in err
 
 
 def test_a_negative_value_is_a_value_not_an_option():

@@ -237,6 +237,7 @@ def test_a_style_too_small_for_the_network_is_an_error(tiny_net, tensors):
         (dict(style_blend=1.0), "style_blend must be a sequence"),
         (dict(seed=2**70), "seed 1180591620717411303424 must be between 0 and"),
         (dict(max_memory="6G"), "max_memory must be a whole number of bytes"),
+        (dict(style_layer_weights=(0, 0, 0, 0, 0)), "style_layer_weights must not be all zero"),
         (dict(init=torch.zeros(1, 3, 4, 4)), "a start image as a tensor goes to Painter.run(init=...)"),
     ],
 )

@@ -249,6 +249,8 @@ def unused_options(config: StyleConfig) -> list[str]:
         unused.append(f"learning_rate is Adam's step size; it is not used with optimizer {config.optimizer}")
     if config.preserve_color != "histogram" and config.histogram_method != default.histogram_method:
         unused.append("histogram_method is only used with preserve_color histogram")
+    if config.content_weight == config.style_weight == config.tv_weight == 0:
+        unused.append("content_weight, style_weight and tv_weight are all 0: there is nothing to paint toward")
     if config.style_layers and len(set(config.style_layers)) < len(config.style_layers):
         unused.append("style_layers names a layer twice; it counts twice in the style loss")
     return unused
@@ -314,6 +316,8 @@ def validate(config: StyleConfig) -> None:
         raise ImpastoError("style_layers is empty; name at least one layer, e.g. relu3_1")
     for w in config.style_layer_weights or ():
         _finite("style_layer_weights", w)
+    if config.style_layer_weights is not None and sum(config.style_layer_weights) <= 0:
+        raise ImpastoError("style_layer_weights must not be all zero; set style_weight 0 for no style")
     if config.style_blend is not None:
         for w in config.style_blend:
             _finite("style_blend", w)
