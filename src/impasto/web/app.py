@@ -124,7 +124,7 @@ def launch(
         )
     except OSError as error:
         reason = "the port is in use" if "empty port" in str(error) else str(error).splitlines()[0]
-        raise ImpastoError(f"cannot serve on {host}:{port} ({reason}); choose another port with --port") from None
+        raise ImpastoError(f"cannot serve on {host}:{port} ({reason}); choose another port") from None
     return app.local_url
 
 
