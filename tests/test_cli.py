@@ -329,3 +329,24 @@ def test_a_negative_value_is_a_value_not_an_option():
     args = build_parser().parse_args(["c.png", "s.png", "-o", "-1.png", "--activation-shift", "-1e3", "--seed", "-1"])
     assert args.output == "-1.png" and args.activation_shift == -1000.0 and args.seed == -1
     assert build_parser().parse_args(["c.png", "s.png", "-o", "o.png", "--tv-weight", "-inf"]).tv_weight == -math.inf
+
+
+def test_impasto_alone_shows_how_to_paint_and_every_other_command(capsys):
+    from impasto.cli import FRONT_ENDS, SUBCOMMANDS
+
+    code, out, err = run_main(capsys)
+    assert code == 2 and out == ""
+    assert err.startswith("usage: impasto CONTENT STYLE [STYLE ...] -o OUTPUT [options]")
+    for command in (*FRONT_ENDS, *SUBCOMMANDS):
+        assert f"impasto {command} " in err + " "
+    code, out, _ = run_main(capsys, "--help")
+    assert code == 0 and all(f"impasto {command}" in out for command in (*FRONT_ENDS, *SUBCOMMANDS))
+
+
+def test_the_readmes_help_text_is_the_commands():
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    start = readme.index("usage: impasto [-h]")
+    block = readme[start : readme.index("```", start)].rstrip()
+    env = {**os.environ, "COLUMNS": "100"}
+    shown = subprocess.run([sys.executable, "-m", "impasto", "--help"], capture_output=True, text=True, env=env)
+    assert shown.returncode == 0 and block == shown.stdout.rstrip()

@@ -175,13 +175,26 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(_flag(f.name), **kwargs)
 
 
+OTHER_COMMANDS = """\
+other commands, each with its own --help:
+  impasto video CLIP STYLE -o OUT      a video or a folder of frames, without flicker
+  impasto batch --contents DIR --styles DIR -o OUTDIR
+                                       every photo in every style; a rerun does only the rest
+  impasto web                          the studio page: paint masks, watch, stop, download
+  impasto info IMAGE                   the settings a picture carries
+  impasto reproduce IMAGE -o OUT       paint a picture again from its settings
+  impasto mask-transfer STYLISED CONTENT MASK -o OUT
+                                       the content back where the mask is black
+  impasto color-transfer STYLISED CONTENT -o OUT [--mask M]
+                                       the content's colours on the result"""
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="impasto",
         description="Paint a photo in the style of one or more artworks (neural style transfer).",
-        epilog="Post-processing: 'impasto mask-transfer STYLISED CONTENT MASK -o OUT' puts the content "
-        "back where the mask is black; 'impasto color-transfer STYLISED CONTENT -o OUT [--mask M]' "
-        "gives the output the content's colours. Each has its own --help.",
+        epilog=OTHER_COMMANDS,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("content", help="the photo to paint")
     parser.add_argument("styles", nargs="+", metavar="style", help="one or more artworks")
@@ -415,6 +428,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             import importlib
 
             return importlib.import_module(FRONT_ENDS[argv[0]]).main(argv[1:])
+        if not argv:  # a first look: how to paint, and what else there is
+            print(
+                f"usage: impasto CONTENT STYLE [STYLE ...] -o OUTPUT [options]\n\n{OTHER_COMMANDS}\n\n"
+                "impasto --help lists every option.",
+                file=sys.stderr,
+            )
+            return EXIT_USAGE
         _check_not_a_mistyped_command(argv)
         return run_stylize(argv)
     except ImpastoError as error:
