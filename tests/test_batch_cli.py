@@ -204,7 +204,7 @@ def test_an_output_folder_that_cannot_be_made_is_one_line_and_exit_2(capsys, fol
         f"output_dir = 'a-file'\nstyles = ['{styles / 'stripes.png'}']\n[[job]]\ncontent = '{contents / 'cat.png'}'\n"
     )
     cases = [
-        (["--contents", contents, "--styles", styles, "-o", tmp / "a-file" / "out"], "cannot be created"),
+        (["--contents", contents, "--styles", styles, "-o", tmp / "a-file" / "out"], "cannot create folder"),
         (["--contents", contents, "--styles", styles, "-o", tmp / "a-file"], "is a file"),
         ([tmp / "jobs.toml"], "is a file"),
     ]

@@ -79,6 +79,9 @@ def test_leaving_the_loop_keeps_the_image(tiny_net, tensors):
         if progress.iteration == 3:
             break
     assert run.result().interrupted and len(run.result().history) == 3
+    assert list(run) == []  # a run left is over: not the schedule again from the start
+    result = run.finish()
+    assert result.interrupted and len(result.history) == 3
 
 
 @pytest.mark.parametrize("how", ["false", "keyboard", "event"])
@@ -292,14 +295,3 @@ def test_a_stop_sets_the_runs_own_signal_never_the_callers_event(tiny_net, tenso
     assert not again.interrupted and len(again.history) == FAST.iterations
     event.set()
     assert painter.paint(content, stop=event).history == []  # the caller's event still stops a run
-
-
-def test_a_run_is_iterated_once_and_a_run_left_is_over(tiny_net, tensors):
-    content, style = tensors
-    run = Painter([style], config=FAST, network=tiny_net).run(content)
-    for progress in run:
-        if progress.iteration == 3:
-            break
-    assert list(run) == []  # not the schedule again from the start
-    result = run.finish()
-    assert result.interrupted and len(result.history) == 3

@@ -167,12 +167,13 @@ def check_image_tensor(image: torch.Tensor, what: str, channels: int = 3) -> Non
         )
 
 
-def _check_options(config: object, network: object = None) -> None:
-    """One line for a config or network of the wrong kind, before anything uses them."""
+def check_options(config: object, network: object = None) -> StyleConfig:
+    """`config`, once it and `network` are of the kinds the engine takes; else one ImpastoError."""
     if not isinstance(config, StyleConfig):
         raise ImpastoError(f"config must be a StyleConfig, got {type(config).__name__}; use StyleConfig(**options)")
     if network is not None and not isinstance(network, VGG):
         raise ImpastoError(f"network must be an impasto VGG (VGG.load() or VGG.random()), got {type(network).__name__}")
+    return config
 
 
 class _StopSignal:
@@ -212,7 +213,7 @@ class Painter:
         color_reference: torch.Tensor | None = None,
     ) -> None:
         self.config = config = StyleConfig() if config is None else config
-        _check_options(config, network)
+        check_options(config, network)
         if isinstance(styles, torch.Tensor):
             styles = [styles]  # one style
         if isinstance(masks, (str, bytes, torch.Tensor)) or (masks is not None and not isinstance(masks, Iterable)):
@@ -272,7 +273,7 @@ class Painter:
         one's network and, where the config leaves them unchanged, its style targets (a clip
         with a mask per frame, or later frames that run fewer steps, compute them once)."""
         config = self.config if config is None else config
-        _check_options(config)
+        check_options(config)
         twin = Painter.__new__(Painter)
         twin.__dict__.update(self.__dict__)
         twin.config = config

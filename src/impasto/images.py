@@ -323,7 +323,18 @@ def _same_file(target: Path, other: str | os.PathLike) -> bool:
         return False
 
 
-def _ensure_folder(folder: Path, label: str) -> None:
+def as_path(value: object, name: str, what: str = "a path") -> Path:
+    """`value` (a str or os.PathLike) as a Path; an ImpastoError naming the parameter `name` and
+    what it should be (`what`) otherwise."""
+    if isinstance(value, (str, os.PathLike)):
+        try:
+            return Path(value)
+        except TypeError:  # a PathLike whose path is bytes
+            pass
+    raise _error(f"{name} must be {what} (a str or Path), got {type(value).__name__} {value!r:.60}")
+
+
+def ensure_folder(folder: Path, label: str) -> None:
     """Create `folder` if missing; error if that fails or it cannot be written."""
     try:
         if folder.exists() and not folder.is_dir():
@@ -359,7 +370,7 @@ def check_output_path(path: str | os.PathLike, inputs: Sequence[object] = ()) ->
             raise _error(
                 f"{label} is the input {os.fspath(other)}; choose a different output so the input is not overwritten"
             )
-    _ensure_folder(target.parent, label)
+    ensure_folder(target.parent, label)
     return target
 
 

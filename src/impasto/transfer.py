@@ -21,6 +21,7 @@ from .engine import (
     Run,
     StylizeResult,
     build_network,
+    check_options,
     resolve_device,
     scale_sizes,
     split_iterations,
@@ -87,9 +88,7 @@ def prepare(
 ) -> Run:
     """The run stylize() makes, not yet started: its inputs read and checked, its scales
     planned (`Run.plans`, `Run.tiled`). `Run.finish(callback)` runs it."""
-    if config is not None and not isinstance(config, StyleConfig):
-        raise ImpastoError(f"config must be a StyleConfig, got {type(config).__name__}; use StyleConfig(**options)")
-    config = (config or StyleConfig()).replace(**options)
+    config = (StyleConfig() if config is None else check_options(config)).replace(**options)
     content_t, style_ts, mask_ts = read_inputs(content, style, masks)
     init = None
     if config.init not in INITS:

@@ -19,7 +19,7 @@ from typing import Any
 
 from ..config import INITS, StyleConfig
 from ..errors import ImpastoError
-from ..images import IMAGE_EXTENSIONS
+from ..images import IMAGE_EXTENSIONS, as_path, ensure_folder
 from ..metadata import SETTINGS_SUFFIXES
 
 __all__ = [
@@ -59,16 +59,6 @@ class Job:
         if self.config is None or self.config.init in INITS:
             return None
         return Path(self.config.init).expanduser()
-
-
-def as_path(value: Any, name: str) -> Path:
-    """`value` (a str or os.PathLike) as a Path; an ImpastoError naming the parameter `name` otherwise."""
-    if isinstance(value, (str, os.PathLike)):
-        try:
-            return Path(value)
-        except TypeError:  # a PathLike whose path is bytes
-            pass
-    raise ImpastoError(f"{name} must be a path (a str or Path), got {type(value).__name__} {value!r:.60}")
 
 
 def as_paths(value: Any, name: str, none: bool = False) -> list[Path | None]:
@@ -254,14 +244,5 @@ def output_folder(path: str | os.PathLike, sources: str | os.PathLike | Sequence
                 f"output folder {folder} is the input folder {source}: a rerun would take the pictures "
                 "for inputs; give another output folder (-o)"
             )
-    if folder.exists() and not folder.is_dir():
-        raise ImpastoError(f"output folder {folder} is a file; give a folder for the pictures")
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise ImpastoError(
-            f"output folder {folder} cannot be created ({error.strerror or error}); give another folder"
-        ) from None
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise ImpastoError(f"output folder {folder} is not writable; give another folder or fix its permissions")
+    ensure_folder(folder, f"output folder {folder}")
     return folder

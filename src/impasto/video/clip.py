@@ -23,7 +23,7 @@ import numpy as np
 import PIL.Image
 
 from ..errors import ImpastoError
-from ..images import IMAGE_EXTENSIONS, read_image
+from ..images import IMAGE_EXTENSIONS, as_path, read_image
 
 VIDEO_CODECS = {
     ".mp4": "libx264",
@@ -53,17 +53,6 @@ def av_module():
             "impasto video needs PyAV for video files; install it with: pip install 'impasto[video]'"
         ) from None
     return av
-
-
-def _as_path(value: object, name: str, what: str) -> Path:
-    """`value` (a str or os.PathLike) as a Path; an ImpastoError naming the parameter `name` and
-    what it should be (`what`) otherwise."""
-    if isinstance(value, (str, os.PathLike)):
-        try:
-            return Path(value)
-        except TypeError:  # a PathLike whose path is bytes
-            pass
-    raise ImpastoError(f"{name} must be {what} (a str or Path), got {type(value).__name__} {value!r:.60}")
 
 
 def _check_fps(fps: object) -> None:
@@ -134,7 +123,7 @@ def open_clip(path: str | os.PathLike, fps: float | None = None) -> Clip:
 
     `fps` is the rate of a folder's frames (default 24); a video keeps its own rate unless given.
     """
-    where = _as_path(path, "path", "a video file or a folder of frames").expanduser()
+    where = as_path(path, "path", "a video file or a folder of frames").expanduser()
     if fps is not None:
         _check_fps(fps)
     rate = Fraction(fps).limit_denominator(1001) if fps else None
@@ -224,12 +213,12 @@ def write_video(
     """Encode RGB frames to a video file atomically; with `audio_from`, add that file's sound,
     cut to the frames' duration. Returns the path written. `path` ends in one of VIDEO_CODECS'
     extensions, which says how it is encoded."""
-    target = _as_path(path, "path", "a video file name").expanduser().resolve()
+    target = as_path(path, "path", "a video file name").expanduser().resolve()
     suffix = target.suffix.lower()
     codec = _codec(target, "path")
     _check_fps(fps)
     if audio_from is not None:
-        audio_from = _as_path(audio_from, "audio_from", "a video file with sound, or None")
+        audio_from = as_path(audio_from, "audio_from", "a video file with sound, or None")
     av = av_module()
     temp = _temp_next_to(target)
     try:
@@ -325,7 +314,7 @@ def _copy_audio(source, sound, out, seconds: float) -> None:
 def check_video_output(path: str | os.PathLike, size: tuple[int, int], fps: Fraction) -> Path:
     """The output video's path, once a two-frame test clip of this size and codec was written next
     to it (so a codec PyAV cannot write fails before the work, not after)."""
-    target = _as_path(path, "path", "a video file name").expanduser().resolve()
+    target = as_path(path, "path", "a video file name").expanduser().resolve()
     codec = _codec(target, "path")
     if target.is_dir():
         raise ImpastoError(f"output {target} is a folder; give a video file name or a folder without an extension")
@@ -378,7 +367,7 @@ class FrameStore:
     def __init__(
         self, folder: str | os.PathLike, names: Sequence[str], fingerprint: str, restart: bool = False
     ) -> None:
-        self.folder = _as_path(folder, "folder", "the folder of finished frames").expanduser()
+        self.folder = as_path(folder, "folder", "the folder of finished frames").expanduser()
         self.names = _names(names)
         if not isinstance(fingerprint, str):
             raise ImpastoError(f"fingerprint must be a str (ClipJob.fingerprint()), got {type(fingerprint).__name__}")
