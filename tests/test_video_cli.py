@@ -13,14 +13,13 @@ import pytest
 av = pytest.importorskip("av")
 pytest.importorskip("cv2")
 
-from test_video_job import make_clip
-
 from impasto.cli import main
 from impasto.video import clip as clip_module
 from impasto.video.clip import open_clip, write_video
 from impasto.video.job import ClipJob
 
 from conftest import EXAMPLES, pattern
+from test_video_job import make_clip
 
 FAST = ["--size", "48", "--iterations", "8", "--scales", "1", "-q"]
 STYLE = str(EXAMPLES / "starry_night_van_gogh.jpg")
