@@ -219,3 +219,27 @@ def test_cuda_memory_is_what_the_caching_allocator_holds_free_or_unused(monkeypa
     cuda = torch.device("cuda")
     assert available_bytes(cuda) == 6 * gib  # free, and reserved blocks no tensor uses
     assert peak_bytes(cuda) == 4 * gib
+
+
+@pytest.mark.weights
+def test_the_command_on_the_device_saves_what_it_saves_on_the_cpu(cuda, capsys, tmp_path):
+    from PIL import Image
+
+    from impasto.metadata import read_settings
+
+    from conftest import run_main
+
+    content, style = tmp_path / "content.png", tmp_path / "style.png"
+    pattern(130, 96, 1).save(content)
+    stripes(60, 60).save(style)
+    common = ["--size", "130", "--iterations", "2", "--scales", "1", "--tile", "64", "--precision", "fp32"]
+    common += ["--no-winograd", "-q"]
+    pictures = {}
+    for device in ("cuda", "cpu"):
+        out = tmp_path / f"{device}.png"
+        code, _, err = run_main(capsys, content, style, "-o", out, "--device", device, *common)
+        assert code == 0, err
+        with Image.open(out) as picture:
+            pictures[device] = to_tensor(picture.convert("RGB"))
+        assert read_settings(out)["device"] == {"cuda": DEVICE.type}.get(device, device)
+    assert (pictures["cuda"] - pictures["cpu"]).abs().max() <= 1 / 255
