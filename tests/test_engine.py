@@ -295,3 +295,15 @@ def test_a_stop_sets_the_runs_own_signal_never_the_callers_event(tiny_net, tenso
     assert not again.interrupted and len(again.history) == FAST.iterations
     event.set()
     assert painter.paint(content, stop=event).history == []  # the caller's event still stops a run
+
+
+def test_steps_are_counted_as_taken_when_a_coarse_scale_ends_early(tiny_net, tensors):
+    content, style = tensors
+    config = StyleConfig(size=64, scales=2, min_size=32, iterations=60, tolerance=0.5)  # the coarse scale ends soon
+    run = Painter([style], config=config, network=tiny_net).run(content)
+    seen = [(p.scale, p.iteration, p.total) for p in run]
+    coarse = [s for s in seen if s[0] == 1]
+    assert len(coarse) < run.counts[0]  # it did end early
+    assert [s[1] for s in seen] == list(range(1, len(seen) + 1))  # no jump to the next scale's planned start
+    assert {s[2] for s in coarse} == {config.iterations}
+    assert {s[2] for s in seen if s[0] == 2} == {len(coarse) + run.counts[1]}

@@ -315,7 +315,7 @@ def test_impasto_web_serves_this_machine_by_default(monkeypatch, capsys):
 
     made, served, checked = {}, {}, []
     monkeypatch.setattr(web_cli, "check_address", lambda host, port: checked.append((host, port)))  # no real bind
-    monkeypatch.setattr(app, "create_app", lambda **kw: made.update(kw) or "page")
+    monkeypatch.setattr(app, "create_app", lambda network, **kw: made.update(kw) or "page")
     monkeypatch.setattr(app, "launch", lambda page, **kw: served.update(kw, page=page))
     assert main(["web"]) == 0
     assert served == {

@@ -15,7 +15,7 @@ from impasto.web import cli as web_cli
 
 def run_web(capsys, *argv):
     try:
-        code = main(["web", *argv])
+        code = main(["web", *map(str, argv)])
     except SystemExit as exit_:
         code = exit_.code
     captured = capsys.readouterr()
@@ -84,3 +84,30 @@ def test_a_free_address_passes(host):
 def test_a_port_out_of_range_is_one_line(capsys, port):
     code, err = run_web(capsys, "--port", port)
     assert code == 2 and err == [f"impasto: error: --port {port} must be between 1 and 65535"]
+
+
+def test_the_servers_options_reach_the_page_and_the_threads(capsys, monkeypatch):
+    pytest.importorskip("gradio")
+    import torch
+
+    from impasto.web import app
+
+    made, threads = {}, []
+    monkeypatch.setattr(torch, "set_num_threads", threads.append)  # not this test process's
+    monkeypatch.setattr(app, "create_app", lambda network, **kw: made.update(kw, network=network) or "page")
+    monkeypatch.setattr(app, "launch", lambda page, **kw: made.update(page=page, **kw))
+    port = free_port()
+    code, err = run_web(
+        capsys, "--port", port, "--threads", "1", "--pooling", "avg", "--no-winograd", "--device", "cpu"
+    )
+    assert code == 0, err
+    base = made["base"]
+    assert (base.threads, base.pooling, base.winograd, base.device) == (1, "avg", False, "cpu") and threads == [1]
+    assert made["page"] == "page" and made["port"] == port and len(made["weights_sha256"]) == 64
+    assert made["network"].pooling == "avg" and not made["network"].winograd
+
+
+def test_weights_that_are_not_there_are_one_clear_line(capsys, tmp_path):
+    code, err = run_web(capsys, "--weights", tmp_path / "vgg.pth", "--port", free_port())
+    assert code == 2 and "Traceback" not in "".join(err)
+    assert err[-1].startswith("impasto: error: --weights file ") and err[-1].endswith("use the default VGG-19")

@@ -8,6 +8,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from impasto import IMPROVED, StyleConfig
@@ -147,8 +148,10 @@ def test_labels_and_hints_come_from_the_config():
 def test_a_stop_reaches_the_sessions_armed_run_even_before_it_starts():
     switches = jobs.StopSwitches()
     ticket = switches.arm("browser")
-    assert switches.stop("browser")  # pressed while the job waits in the queue
+    assert switches.stop("browser") == "waiting"  # pressed while the job waits in the queue
     assert switches.take("browser", ticket).is_set()
+    assert switches.stop("browser") == "running"
+    assert switches.stop("someone else") is None
 
 
 def test_a_stop_reaches_only_its_own_session():
@@ -158,7 +161,7 @@ def test_a_stop_reaches_only_its_own_session():
     assert theirs.is_set() and not mine.is_set()
     assert not switches.take("me", "stale ticket").is_set()  # an unknown ticket gets a fresh switch
     switches.forget("me", mine)
-    assert switches.stop("me")  # the fresh one is still there; forgetting the old one kept it
+    assert switches.stop("me") == "running"  # the fresh one is still there; forgetting the old one kept it
 
 
 # --- a job -----------------------------------------------------------------------------------------
@@ -189,6 +192,8 @@ def test_a_job_reports_frames_and_saves_a_png_with_its_settings(tiny_net, job_fi
     assert frames[-1].download.name == "photo-starry.png" and frames[-1].download.parent.parent == job_files.folder
     assert settings["inputs"]["style mask 1"]["file"] == "mask 1 (painted in the page).png"
     assert settings["device"] == "cpu" and settings["config"]["style_blend"] is None
+    # How it ran, as the command records it: threads and the network pass's arithmetic.
+    assert settings["run"]["threads"] == torch.get_num_threads() and settings["run"]["precision"] == "fp32"
 
 
 def test_a_job_stopped_before_it_starts_paints_nothing(tiny_net, job_files):
@@ -214,3 +219,15 @@ def test_time_left_uses_the_scales_time_per_step_and_the_pixels_to_come():
     # A new scale's first step: the time per pixel so far, 10 s for 8192 px.
     assert step(2, 5, 10.0) == pytest.approx(10.0 / 8192 * 4096)
     assert step(2, 6, 13.0) == 0
+
+
+def test_time_left_counts_a_scale_that_ended_early_by_the_steps_it_took():
+    run = SimpleNamespace(sizes=[32, 64], counts=[4, 2], size_at=lambda s: (s, s))
+    time_left = jobs.TimeLeft(run)
+
+    def step(scale, iteration, elapsed):
+        return time_left.update(SimpleNamespace(scale=scale, iteration=iteration, elapsed=elapsed))
+
+    step(1, 1, 1.0)
+    # The first scale converged after 2 of its 4 steps: 6 s for 2 x 1024 + 4096 px.
+    assert step(2, 3, 6.0) == pytest.approx(6.0 / 6144 * 4096)

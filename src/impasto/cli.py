@@ -140,10 +140,13 @@ def parse_bytes(text: str) -> int:
     return int(value)
 
 
-def _add_config_flags(parser: argparse.ArgumentParser) -> None:
-    """One flag per StyleConfig field, typed and documented from the field and its default."""
+def _add_config_flags(parser: argparse.ArgumentParser, names: Sequence[str] | None = None) -> None:
+    """One flag per StyleConfig field (or per field in `names`), typed and documented from the
+    field and its default."""
     defaults = StyleConfig()
     for f in dataclasses.fields(StyleConfig):
+        if names is not None and f.name not in names:
+            continue
         default = getattr(defaults, f.name)
         meta = dict(f.metadata)
         shown = " ".join(map(str, default)) if isinstance(default, tuple) else default
@@ -262,6 +265,7 @@ def _check_snapshots_spare(output: Path, inputs: Sequence[str]) -> None:
 def _callback(bar, output: Path, save_every: int):
     def report(p: Progress) -> None:
         if bar is not None:
+            bar.total = p.total  # less once a coarse scale has ended early
             bar.update(p.iteration - bar.n)
             tiles = f" in {p.tiles} tiles" if p.tiles > 1 else ""
             bar.set_description(

@@ -41,8 +41,8 @@ from .vgg import VGG, check_layers, layer_stride
 class Progress:
     """What a run reports after every optimiser step."""
 
-    iteration: int  # 1-based, counted over all scales
-    total: int  # planned iterations over all scales
+    iteration: int  # 1-based: the steps taken so far, over all scales
+    total: int  # the steps taken before this scale plus those planned from it on (less when a scale ends early)
     scale: int  # 1-based index of the current scale
     scales: int
     size: tuple[int, int]  # (width, height) being optimised now
@@ -516,7 +516,6 @@ class Run:
                 self._seconds = time.perf_counter() - self._start
 
     def _scales(self) -> Iterator[Progress]:
-        done = 0
         for index, (longest, steps, scale_plan) in enumerate(zip(self.sizes, self.counts, self.plans), start=1):
             if self.stop_event.is_set():
                 return
@@ -530,8 +529,7 @@ class Run:
             exact = None
             if index == len(self.sizes) and self.painter.precision.low and self.config.optimizer == "lbfgs":
                 exact = functools.partial(self._objective, content, longest, scale_plan, torch.float32)
-            yield from self._optimise(objective, steps, scale_plan, index, done, exact)
-            done += steps
+            yield from self._optimise(objective, steps, scale_plan, index, sum(self.counts[index - 1 :]), exact)
             if self.stop_event.is_set():
                 return
         self.finished = True
@@ -609,17 +607,17 @@ class Run:
         steps: int,
         scale_plan: Plan,
         scale: int,
-        done: int,
+        planned: int,
         exact: Callable[[], Objective] | None = None,
     ) -> Iterator[Progress]:
-        """Up to `steps` optimiser steps on `objective`, one Progress each.
+        """Up to `steps` optimiser steps on `objective`, one Progress each; `planned` is the steps
+        of this scale and those after it.
 
         `exact` (the last scale of a low-precision L-BFGS run) makes a float32 objective: once the
         loss stops falling (precision.stalled) or no step lowers it any more, the remaining steps
         run on that, from the image reached, with a fresh L-BFGS history. Near the optimum the
         low-precision loss is too rough for L-BFGS's line search and curvature pairs.
         """
-        c = self.config
         last: dict[str, float] = {}
         first = True
         precision = self.painter.precision.name
@@ -656,8 +654,8 @@ class Run:
                 self.history.append(losses)
                 snapshot = self._image
                 yield Progress(
-                    done + step + 1,
-                    c.iterations,
+                    len(self.history),
+                    start + planned,
                     scale,
                     len(self.sizes),
                     size,

@@ -201,6 +201,7 @@ class _Bars:
             bar.set_description(event.job.name[:40], refresh=True)
         elif event.kind == "step" and event.worker in self.inner:
             bar = self.inner[event.worker]
+            bar.total = event.step.total  # less once a coarse scale has ended early
             bar.update(event.step.iteration - bar.n)
 
     def close(self) -> None:

@@ -189,6 +189,7 @@ class _Bars:
             self.inner = self._tqdm(
                 total=p.step.total, unit="it", dynamic_ncols=True, file=sys.stderr, leave=False, position=1
             )
+        self.inner.total = p.step.total  # less once a coarse scale has ended early
         self.inner.update(p.step.iteration - self.inner.n)
         self.inner.set_description(f"{p.name} {p.step.size[0]}x{p.step.size[1]}", refresh=False)
         self.inner.set_postfix({k: f"{v:.3g}" for k, v in p.step.losses.items()}, refresh=False)

@@ -245,9 +245,10 @@ class _Page:
 
     def _server_line(self) -> str:
         b = self.base
+        threads = f"{b.threads} CPU threads" if b.threads else "a CPU thread per core"
         return (
             f"network {self.studio.network.arch.upper()} ({b.weights or 'default weights'}), "
-            f"{b.pooling} pooling, device {b.device}"
+            f"{b.pooling} pooling, device {b.device}, {threads} (`impasto web --help` says how)"
         )
 
     def _outputs(self) -> None:
@@ -341,7 +342,7 @@ class _Page:
             concurrency_id="paint",
             show_progress_on=[self.painting],
         )
-        self.stop_button.click(self.stop, None, None, api_name="stop", concurrency_limit=None)
+        self.stop_button.click(self.stop, None, self.status, api_name="stop", concurrency_limit=None)
 
     def _paint_handler(self, inputs: dict[str, Any]) -> Callable:
         """`paint`, presented to Gradio (and so to API clients) with one keyword per input.
@@ -439,9 +440,14 @@ class _Page:
         """A Stop switch for the run about to be queued, and a status line for while it waits."""
         return self.switches.arm(request.session_hash), "Waiting for its turn (one run at a time)…"
 
-    def stop(self, request: gr.Request) -> None:
-        """Stop this browser's run; it keeps the image it has."""
-        self.switches.stop(request.session_hash)
+    def stop(self, request: gr.Request) -> Any:
+        """Stop this browser's run; it keeps the image it has. The status line says so at once."""
+        state = self.switches.stop(request.session_hash)
+        if state == "waiting":
+            return "Stopped while waiting for its turn: this run will not start."
+        if state == "running":
+            return "Stopping at the end of this step…"
+        return gr.skip()
 
     def job(self, values: dict[str, Any]) -> jobs.Job:
         """The job the page's values describe."""

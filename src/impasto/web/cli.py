@@ -15,7 +15,9 @@ import sys
 from collections.abc import Sequence
 
 from .. import cli as still
+from ..config import StyleConfig
 from ..errors import ImpastoError
+from .controls import SERVER
 
 DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 7860
 UPLOAD_UNITS = {"B": 1, "KB": 2**10, "MB": 2**20, "GB": 2**30, "TB": 2**40}
@@ -93,21 +95,31 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SIZE",
         help="largest file an upload may be, e.g. 25MB, 500KB or 1.5GB (default: 25MB)",
     )
+    # What the page does not show: fixed for the process, which loads its network once.
+    still._add_config_flags(parser, SERVER)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Serve until Ctrl-C; returns the exit status. Problems are one-line ImpastoErrors."""
-    args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
-    check_address(args.host, args.port)
+    args = vars(build_parser().parse_args(list(sys.argv[1:] if argv is None else argv)))
+    host, port, max_upload = args.pop("host"), args.pop("port"), args.pop("max_upload")
+    base = StyleConfig(**args)  # the server's options, checked before anything is loaded
+    check_address(host, port)
+    import torch
+
+    from ..engine import build_network, resolve_device
     from ..memory import reuse_freed_memory
-    from ..metadata import sha256_of
-    from ..weights import default_weights_path
+    from ..provenance.record import weights_sha256
     from . import app  # imports Gradio, or says how to install it
 
+    if base.threads:
+        torch.set_num_threads(base.threads)
+    torch.backends.cudnn.benchmark = True  # process-wide, so the command's choice, not the library's
     print("impasto web: loading the network...", file=sys.stderr)
     reuse_freed_memory()
-    page = app.create_app(weights_sha256=sha256_of(default_weights_path()))
-    print(f"impasto web: serving on http://{args.host}:{args.port} (Ctrl-C to stop)", file=sys.stderr)
-    app.launch(page, host=args.host, port=args.port, max_file_size=args.max_upload or app.MAX_FILE_SIZE, quiet=True)
+    network = build_network(base, resolve_device(base.device))
+    page = app.create_app(network, base=base, weights_sha256=weights_sha256(base))
+    print(f"impasto web: serving on http://{host}:{port} (Ctrl-C to stop)", file=sys.stderr)
+    app.launch(page, host=host, port=port, max_file_size=max_upload or app.MAX_FILE_SIZE, quiet=True)
     return 0

@@ -30,7 +30,6 @@ PRESETS = {"Gatys et al.": {name: FIELDS[name].default for name in IMPROVED}, "N
 LAYER_LISTS = ("content_layers", "style_layers")
 NUMBER_LISTS = ("style_layer_weights",)
 TEXT_FIELDS = ("tile", "max_memory")
-SLIDERS = {"size": (32, 4096, 1)}
 
 
 def label(name: str) -> str:
@@ -63,9 +62,6 @@ def build(gr: ModuleType, name: str, layer_names: Sequence[str], **extra: Any) -
         return gr.Radio(list(choices), value=default, **common)
     if isinstance(default, bool):
         return gr.Checkbox(value=default, **common)
-    if name in SLIDERS:
-        low, high, step = SLIDERS[name]
-        return gr.Slider(low, high, value=default, step=step, **common)
     if name in LAYER_LISTS:
         assert isinstance(default, tuple)  # the layer lists default to tuples of names
         return gr.Dropdown(list(layer_names), value=list(default), multiselect=True, **common)

@@ -29,6 +29,7 @@ from ..engine import Painter, Progress, Run, StylizeResult
 from ..errors import ImpastoError
 from ..images import fit_longest, pil_to_tensor, read_image, read_mask
 from ..metadata import InputSource, save_png_with_settings, settings_record
+from ..provenance.record import run_facts
 from ..vgg import VGG
 
 STYLE_COLOURS = ("#dd2e44", "#1f77b4", "#e8a317", "#8e44ad")  # one per style: brush, regions, legend
@@ -155,33 +156,34 @@ class TimeLeft:
 
     Within a scale it measures the time per step (after the scale's first step, which also
     computes that scale's targets); the scales still to come cost that time per step, scaled by
-    their pixels. Before a scale's second step it falls back to the time per pixel so far.
+    their pixels. Before a scale's second step it falls back to the time per pixel so far. A
+    scale that ended early (converged) counts with the steps it took.
     """
 
     def __init__(self, run: Run) -> None:
         self.pixels = [math.prod(run.size_at(longest)) for longest in run.sizes]
-        self.ends = [sum(run.counts[: i + 1]) for i in range(len(run.counts))]  # last iteration of each scale
         self.counts = list(run.counts)
         self._scale: int | None = None
-        self._start = (0, 0.0)  # (iteration, elapsed) at the current scale's first step
+        self._first = (0, 0.0)  # (iteration, elapsed) at the current scale's first step
+        self._work = 0  # steps times pixels of the scales before the current one
 
     def update(self, progress: Progress) -> float | None:
         """Seconds left after this step, or None before there is anything to go by."""
         p, index = progress, progress.scale - 1
         if p.scale != self._scale:
-            self._scale, self._start = p.scale, (p.iteration, p.elapsed)
-        steps, seconds = p.iteration - self._start[0], p.elapsed - self._start[1]
+            if self._scale is not None:
+                self._work += (p.iteration - self._first[0]) * self.pixels[self._scale - 1]
+            self._scale, self._first = p.scale, (p.iteration, p.elapsed)
+        taken = p.iteration - self._first[0] + 1  # steps of this scale so far
+        here = max(0, self.counts[index] - taken)
         later = sum(self.counts[i] * self.pixels[i] for i in range(index + 1, len(self.counts)))
+        steps, seconds = p.iteration - self._first[0], p.elapsed - self._first[1]
         if steps > 0 and seconds > 0:
-            per_step = seconds / steps
-            return per_step * ((self.ends[index] - p.iteration) + later / self.pixels[index])
-        done = (
-            sum(c * px for c, px in zip(self.counts[:index], self.pixels[:index]))
-            + (p.iteration - (self.ends[index] - self.counts[index])) * self.pixels[index]
-        )
-        if done <= 0 or p.elapsed <= 0:
+            return seconds / steps * (here + later / self.pixels[index])
+        done = self._work + taken * self.pixels[index]
+        if p.elapsed <= 0:
             return None
-        return p.elapsed / done * ((self.ends[index] - p.iteration) * self.pixels[index] + later)
+        return p.elapsed / done * (here * self.pixels[index] + later)
 
 
 def progress_line(progress: Progress, left: float | None) -> str:
@@ -250,7 +252,8 @@ class Studio:
                 last = time.monotonic()
                 yield Frame(progress_line(progress, left), list(run.history), preview=_preview(progress.current()))
         result = run.result()
-        yield Frame(_closing_line(result), list(result.history), image=result.image, download=self._save(job, result))
+        download = self._save(job, result, painter)
+        yield Frame(_closing_line(result), list(result.history), image=result.image, download=download)
 
     def _painter(self, job: Job) -> tuple[torch.Tensor, Painter]:
         """The content as a tensor, and a Painter of the job's styles on the shared network."""
@@ -272,17 +275,13 @@ class Studio:
         )
         return content_t, painter
 
-    def _save(self, job: Job, result: StylizeResult) -> Path:
+    def _save(self, job: Job, result: StylizeResult, painter: Painter) -> Path:
         inputs: dict[str, InputSource] = {"content image": job.content}
         for i, s in enumerate(job.styles, start=1):
             inputs[f"style image {i}"] = s.path
             if s.mask is not None:
                 inputs[f"style mask {i}"] = (f"mask {i} (painted in the page).png", _png(s.mask))
-        run = {
-            "iterations": len(result.history),
-            "interrupted": result.interrupted,
-            "seconds": round(result.seconds, 3),
-        }
+        run = run_facts(result, painter=painter)
         record = settings_record(result.config, inputs, self.weights_sha256, device=self.device, run=run)
         stems = [Path(job.content).stem, *(Path(s.path).stem for s in job.styles)]
         name = re.sub(r"[^\w.-]+", "_", "-".join(stems))[:120] or "impasto"
@@ -311,6 +310,7 @@ class StopSwitches:
 
     def __init__(self) -> None:
         self._switches: dict[str | None, tuple[str, threading.Event]] = {}
+        self._started: set[threading.Event] = set()  # switches of runs under way
         self._lock = threading.Lock()
 
     def arm(self, session: str | None) -> str:
@@ -326,16 +326,19 @@ class StopSwitches:
             current = self._switches.get(session)
             if current is None or ticket is None or current[0] != ticket:
                 current = self._switches[session] = (uuid.uuid4().hex, threading.Event())
+            self._started.add(current[1])
             return current[1]
 
-    def stop(self, session: str | None) -> bool:
-        """Stop the session's latest run; False if it has none."""
+    def stop(self, session: str | None) -> str | None:
+        """Stop the session's latest run: "running" if it has started, "waiting" if it is still in
+        the queue (it will not start), None if the session has none."""
         with self._lock:
             current = self._switches.get(session)
+            started = current is not None and current[1] in self._started
         if current is None:
-            return False
+            return None
         current[1].set()
-        return True
+        return "running" if started else "waiting"
 
     def forget(self, session: str | None, event: threading.Event) -> None:
         """Drop the session's switch once its run is over, unless a newer one replaced it."""
@@ -343,3 +346,4 @@ class StopSwitches:
             current = self._switches.get(session)
             if current is not None and current[1] is event:
                 del self._switches[session]
+            self._started.discard(event)
