@@ -104,6 +104,26 @@ def test_the_settings_hash_covers_what_is_painted_only(inputs):
     assert base[HASH_KEY] not in {r[HASH_KEY] for r in other}
 
 
+def test_info_into_a_pipe_its_reader_closed_ends_quietly(tmp_path, inputs, monkeypatch, capsys):
+    import sys
+
+    from impasto.cli import EXIT_BROKEN_PIPE
+
+    record = settings_record(StyleConfig(size=64), {"content image": inputs[0], "style image 1": inputs[1]})
+    png = save_png_with_settings(pattern(20, 20, 1), tmp_path / "r.png", record)
+
+    class ClosedPipe:  # `impasto info r.png | head -1`, once head has its line and has gone
+        def write(self, text):
+            raise BrokenPipeError(32, "Broken pipe")
+
+        def flush(self):
+            raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(sys, "stdout", ClosedPipe())
+    assert main(["info", str(png)]) == EXIT_BROKEN_PIPE
+    assert capsys.readouterr().err == ""  # not "error: Broken pipe; check the path"
+
+
 # --- the still command writes it ---------------------------------------------------------------
 
 

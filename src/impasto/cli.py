@@ -41,6 +41,7 @@ FRONT_ENDS = {
     "reproduce": "impasto.provenance.reproduce_cli",
 }
 EXIT_USAGE, EXIT_INTERRUPTED, EXIT_TERMINATED = 2, 130, 143
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, as a command killed by it
 _UNITS = {
     "": 1,
     "B": 1,
@@ -444,12 +445,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ImpastoError as error:
         print(f"impasto: error: {to_flags(str(error))}", file=sys.stderr)
         return EXIT_USAGE
+    except BrokenPipeError:  # `impasto info X | head`: the reader has all it wanted
+        _quiet_stdout()
+        return EXIT_BROKEN_PIPE
     except OSError as error:  # what no check foresaw (a path the system refuses, say): still one line
         print(f"impasto: error: {_os_error(error)}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("impasto: interrupted before the first iteration; nothing was written", file=sys.stderr)
         return EXIT_INTERRUPTED
+
+
+def _quiet_stdout() -> None:
+    """Standard output to /dev/null, so that the flush at exit does not fail on the closed pipe."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # not a real file (a test's capture)
+        pass
 
 
 def _os_error(error: OSError) -> str:
