@@ -134,7 +134,7 @@ def pixels(path) -> np.ndarray:
 
 def test_a_run_shows_previews_and_ends_with_a_png_that_carries_its_settings(server, files):
     job = start(server.client(), files, iterations=12, seed=3)
-    painting, status, plot, download = job.result(timeout=RUN_LIMIT)
+    painting, status, plot, download, masks = job.result(timeout=RUN_LIMIT)
     statuses = [out[1] for out in job.outputs()]
     assert statuses[0].startswith("Starting: 12 iterations")
     assert re.search(r"Scale 1 of 1 · 64×43 px · iteration \d+ of 12", " ".join(statuses))
@@ -151,6 +151,7 @@ def test_a_run_shows_previews_and_ends_with_a_png_that_carries_its_settings(serv
     assert settings["run"]["interrupted"] is False and settings["run"]["iterations"] == 12
     assert pixels(png).shape == (43, 64, 3)
     assert np.array_equal(pixels(png), pixels(painting))  # the page shows what the download holds
+    assert masks["value"] is None and not masks["visible"]  # nothing painted: no mask files
     start_image = np.asarray(pattern(48, 32, 1).resize((64, 43), Image.Resampling.BICUBIC), np.int16)
     assert np.abs(pixels(png) - start_image).mean() > 1  # it painted
 
@@ -166,7 +167,7 @@ def test_options_reach_the_run(server, files):
         style_layer_weights="2 1",
         max_memory="2G",
     )
-    *_, download = job.result(timeout=RUN_LIMIT)
+    _, _, _, download, _ = job.result(timeout=RUN_LIMIT)
     config = read_settings(download["value"])["config"]
     assert config["preserve_color"] == "luminance" and config["tile"] == "off" and config["max_memory"] == 2**31
     assert config["style_layers"] == ["relu1_1", "relu2_1"] and config["style_layer_weights"] == [2.0, 1.0]
@@ -193,11 +194,13 @@ def test_two_styles_a_painted_mask_and_the_improved_preset(server, files):
         weight_2=0.25,
         **IMPROVED,
     )
-    *_, download = job.result(timeout=RUN_LIMIT)
+    _, _, _, download, masks = job.result(timeout=RUN_LIMIT)
     settings = read_settings(download["value"])
     assert settings["config"]["style_blend"] == [0.75, 0.25]
     assert all(settings["config"][name] == value for name, value in IMPROVED.items())
     assert set(settings["inputs"]) == {"content image", "style image 1", "style mask 1", "style image 2"}
+    # The painted mask comes with the PNG, under the name its record gives it.
+    assert masks["visible"] and [Path(m).name for m in masks["value"]] == [settings["inputs"]["style mask 1"]["file"]]
 
 
 def test_stop_keeps_the_image_so_far(server, files):
@@ -205,7 +208,7 @@ def test_stop_keeps_the_image_so_far(server, files):
     job = start(client, files, iterations=100_000)
     wait_until(lambda: running(job), "the run to start")
     client.predict(api_name="/stop")
-    painting, status, _, download = job.result(timeout=RUN_LIMIT)
+    painting, status, _, download, _ = job.result(timeout=RUN_LIMIT)
     assert status.startswith("Stopped after") and "kept the image so far" in status
     settings = read_settings(download["value"])
     assert settings["run"]["interrupted"] is True and 0 < settings["run"]["iterations"] < 100_000
@@ -281,7 +284,7 @@ def test_uploads_over_the_limit_are_refused_and_the_server_keeps_serving(server,
     with open(big, "rb") as fh:
         reply = httpx.post(server.url + "gradio_api/upload", files={"files": ("big.png", fh, "image/png")})
     assert reply.status_code == 413 and "size" in reply.text.lower()
-    *_, status, _, _ = start(server.client(), files, iterations=2).result(timeout=RUN_LIMIT)
+    _, status, _, _, _ = start(server.client(), files, iterations=2).result(timeout=RUN_LIMIT)
     assert status.startswith("Done: 2 iterations")
 
 

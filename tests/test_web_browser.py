@@ -183,7 +183,7 @@ def test_paint_in_the_browser_stop_and_download(browser_page, page_server, tmp_p
     settings = read_settings(saved)
     assert settings["config"]["size"] == (384 if SCREENSHOT else 64)
     assert settings["inputs"]["content image"]["file"] == "chelsea.png"
-    assert settings["inputs"]["style mask 1"]["file"] == "mask 1 (painted in the page).png"
+    assert settings["inputs"]["style mask 1"]["file"] == "chelsea-starry_night_van_gogh.mask1.png"
     assert settings["run"]["interrupted"] is True
     hosts = {url.split("/")[2] for url in requests if url.startswith(("http:", "https:", "ws:", "wss:"))}
     assert hosts == {page_server.split("/")[2]}  # nothing from other hosts: fonts, scripts, styles all local

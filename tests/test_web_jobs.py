@@ -13,7 +13,7 @@ from PIL import Image
 
 from impasto import IMPROVED, StyleConfig
 from impasto.errors import ImpastoError
-from impasto.metadata import read_settings
+from impasto.metadata import read_settings, sha256_of
 from impasto.web import controls, jobs
 
 from conftest import pattern, stripes
@@ -190,7 +190,14 @@ def test_a_job_reports_frames_and_saves_a_png_with_its_settings(tiny_net, job_fi
     assert frames[-1].image.size == (64, 43) and frames[-1].status.startswith("Done: 5 iterations")
     settings = read_settings(frames[-1].download)
     assert frames[-1].download.name == "photo-starry.png" and frames[-1].download.parent.parent == job_files.folder
-    assert settings["inputs"]["style mask 1"]["file"] == "mask 1 (painted in the page).png"
+    # The painted mask, saved beside the PNG under the name the record gives it: reproduce finds it.
+    assert [m.name for m in frames[-1].masks] == ["photo-starry.mask1.png"]
+    assert frames[-1].masks[0].parent == frames[-1].download.parent
+    assert settings["inputs"]["style mask 1"] == {
+        "file": "photo-starry.mask1.png",
+        "sha256": sha256_of(frames[-1].masks[0]),
+    }
+    assert all(f.masks == () for f in frames[:-1])
     assert settings["device"] == "cpu" and settings["config"]["style_blend"] is None
     # How it ran, as the command records it: threads and the network pass's arithmetic.
     assert settings["run"]["threads"] == torch.get_num_threads() and settings["run"]["precision"] == "fp32"

@@ -260,6 +260,13 @@ class _Page:
             self.run_button = gr.Button("Run", variant="primary", elem_id="run")
             self.stop_button = gr.Button("Stop", variant="stop", elem_id="stop")
             self.download = gr.DownloadButton("Download PNG", interactive=False, elem_id="download")
+        self.mask_files = gr.File(
+            label="Painted masks: keep them beside the PNG, for impasto reproduce",
+            file_count="multiple",
+            interactive=False,
+            visible=False,
+            elem_id="masks",
+        )
         # No label above the plot: with one, Gradio's fixed height cuts off the legend.
         self.plot = gr.LinePlot(
             x="iteration",
@@ -336,7 +343,7 @@ class _Page:
         armed.then(
             self._paint_handler(kwargs),
             inputs_kwargs=kwargs,
-            outputs=[self.painting, self.status, self.plot, self.download],
+            outputs=[self.painting, self.status, self.plot, self.download, self.mask_files],
             api_name="paint",
             concurrency_limit=1,
             concurrency_id="paint",
@@ -463,7 +470,7 @@ class _Page:
         return jobs.Job(content, styles, controls.config_from_values(values, self.base))
 
     def paint(self, request: gr.Request, **values: Any) -> Iterator[list[Any]]:
-        """Frames of this browser's job, each as [painting, status, loss plot, download]."""
+        """Frames of this browser's job, each as [painting, status, loss plot, download, masks]."""
         session = request.session_hash
         stop = self.switches.take(session, values.pop("ticket", None))
         try:
@@ -478,10 +485,11 @@ class _Page:
                         value=None if frame.download is None else str(frame.download),
                         interactive=frame.download is not None,
                     ),
+                    gr.File(value=[str(m) for m in frame.masks] or None, visible=bool(frame.masks)),
                 ]
         except ImpastoError as error:
             message = controls.to_labels(str(error))
-            yield [gr.skip(), f"Cannot paint: {message}", gr.skip(), gr.skip()]
+            yield [gr.skip(), f"Cannot paint: {message}", gr.skip(), gr.skip(), gr.skip()]
             raise gr.Error(message, title="Cannot paint", print_exception=False) from None
         finally:
             self.switches.forget(session, stop)

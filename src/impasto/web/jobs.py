@@ -66,6 +66,7 @@ class Frame:
     preview: PIL.Image.Image | None = None  # downscaled image so far, while running
     image: PIL.Image.Image | None = None  # the full image, at the end
     download: Path | None = None  # the PNG with its settings, at the end
+    masks: tuple[Path, ...] = ()  # the painted masks it names, saved beside it, at the end
 
 
 def read_upload(path: str | None, what: str) -> PIL.Image.Image:
@@ -252,8 +253,8 @@ class Studio:
                 last = time.monotonic()
                 yield Frame(progress_line(progress, left), list(run.history), preview=_preview(progress.current()))
         result = run.result()
-        download = self._save(job, result, painter)
-        yield Frame(_closing_line(result), list(result.history), image=result.image, download=download)
+        download, masks = self._save(job, result, painter)
+        yield Frame(_closing_line(result), list(result.history), image=result.image, download=download, masks=masks)
 
     def _painter(self, job: Job) -> tuple[torch.Tensor, Painter]:
         """The content as a tensor, and a Painter of the job's styles on the shared network."""
@@ -275,17 +276,27 @@ class Studio:
         )
         return content_t, painter
 
-    def _save(self, job: Job, result: StylizeResult, painter: Painter) -> Path:
+    def _save(self, job: Job, result: StylizeResult, painter: Painter) -> tuple[Path, tuple[Path, ...]]:
+        """The result as a PNG with its settings, and the painted masks it names beside it (so
+        `impasto reproduce` finds them there), in a folder of this run's own."""
+        stems = [Path(job.content).stem, *(Path(s.path).stem for s in job.styles)]
+        name = re.sub(r"[^\w.-]+", "_", "-".join(stems))[:120] or "impasto"
+        folder = self.folder / uuid.uuid4().hex[:12]
         inputs: dict[str, InputSource] = {"content image": job.content}
+        masks: list[tuple[Path, bytes]] = []
         for i, s in enumerate(job.styles, start=1):
             inputs[f"style image {i}"] = s.path
             if s.mask is not None:
-                inputs[f"style mask {i}"] = (f"mask {i} (painted in the page).png", _png(s.mask))
-        run = run_facts(result, painter=painter)
-        record = settings_record(result.config, inputs, self.weights_sha256, device=self.device, run=run)
-        stems = [Path(job.content).stem, *(Path(s.path).stem for s in job.styles)]
-        name = re.sub(r"[^\w.-]+", "_", "-".join(stems))[:120] or "impasto"
-        return save_png_with_settings(result.image, self.folder / uuid.uuid4().hex[:12] / f"{name}.png", record)
+                mask = (folder / f"{name}.mask{i}.png", _png(s.mask))
+                inputs[f"style mask {i}"] = (mask[0].name, mask[1])
+                masks.append(mask)
+        record = settings_record(
+            result.config, inputs, self.weights_sha256, device=self.device, run=run_facts(result, painter=painter)
+        )
+        png = save_png_with_settings(result.image, folder / f"{name}.png", record)
+        for path, data in masks:
+            png.with_name(path.name).write_bytes(data)
+        return png, tuple(png.with_name(path.name) for path, _ in masks)
 
 
 def _closing_line(result: StylizeResult) -> str:
