@@ -123,6 +123,14 @@ def test_a_folder_of_another_job_is_refused_unless_restarted(clip, style, tiny_n
     assert FrameStore(tmp_path / "out", clip.names, other.fingerprint(), restart=True).done == 0
 
 
+def test_a_clip_replaced_under_the_same_names_is_another_job(clip, style, tiny_net, tmp_path):
+    run_all(job_for(clip, style, tiny_net), tmp_path / "out")
+    pattern(48, 32, 9).save(clip.path / "f3.png")  # a frame of other pixels, same name and size
+    changed = job_for(open_clip(clip.path), style, tiny_net)
+    with pytest.raises(ImpastoError, match="holds frames of another job"):
+        FrameStore(tmp_path / "out", clip.names, changed.fingerprint())
+
+
 def test_images_not_written_by_the_job_are_not_overwritten(clip, tmp_path):
     (tmp_path / "out").mkdir()
     pattern(8, 8, 1).save(tmp_path / "out" / "f2.png")

@@ -31,6 +31,7 @@ from ..config import StyleConfig
 from ..engine import Painter, Progress, StylizeResult, check_image_tensor, scale_sizes, split_iterations
 from ..errors import ImpastoError
 from ..images import fit_longest, pil_to_tensor, read_image, read_mask, resize_image, tensor_to_pil
+from ..metadata import sha256_of
 from ..vgg import VGG
 from .clip import Clip, FrameStore
 from .flow import opencv, optical_flow, reliability, warp
@@ -191,6 +192,9 @@ class ClipJob:
         video = None if self.independent else dataclasses.asdict(self.video)  # frames alone ignore it
         identity = [str(self.clip.path), self.clip.count, list(self.clip.size), options, video, self.independent]
         digest.update(json.dumps(identity, sort_keys=True, default=str).encode())
+        # The input's bytes, not only its name: a clip replaced under the same name is another job.
+        files = [self.clip.path] if self.clip.is_video else [self.clip.path / n for n in self.clip.names]
+        digest.update(" ".join(sha256_of(f) for f in files).encode())
         for style in self.styles:
             digest.update(style.detach().float().cpu().contiguous().numpy().tobytes())
         for mask in self.masks:
@@ -198,6 +202,7 @@ class ClipJob:
                 digest.update(mask.detach().float().cpu().contiguous().numpy().tobytes())
             elif mask is not None:
                 digest.update(json.dumps([os.fspath(p) for p in mask]).encode())
+                digest.update(" ".join(sha256_of(p) for p in mask).encode())
         return digest.hexdigest()[:32]
 
     # --- painters ------------------------------------------------------------------------------
