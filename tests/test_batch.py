@@ -270,6 +270,12 @@ def test_a_damaged_or_foreign_output_is_made_again(folders, tiny_net):
     result = run_batch(jobs, run)
     assert [r.status for r in result.reports] == ["done", "done"] and run.worker.painted == 4
     assert read_settings(tmp / "out" / "cat-stripes.png")[HASH_KEY]
+    # Cut short after its settings (a copy or a disk that filled up): the pixels are not all there.
+    whole = (tmp / "out" / "cat-stripes.png").read_bytes()
+    (tmp / "out" / "cat-stripes.png").write_bytes(whole[: len(whole) - 200])
+    assert read_settings(tmp / "out" / "cat-stripes.png")[HASH_KEY]  # the settings still read
+    result = run_batch(jobs, run)
+    assert [r.status for r in result.reports] == ["done", "skipped"] and run.worker.painted == 5
 
 
 def test_a_broken_input_fails_its_jobs_and_the_others_go_on(folders, tiny_net):

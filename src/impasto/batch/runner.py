@@ -14,6 +14,7 @@ import csv
 import dataclasses
 import io
 import os
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -138,6 +139,10 @@ def _done_before(planned: _Planned) -> bool:
         return False
     if not record or (record.get("run") or {}).get("interrupted"):
         return False
+    return _same_settings(planned, record) and _whole_picture(planned.job.output)
+
+
+def _same_settings(planned: _Planned, record: dict) -> bool:
     if record.get(HASH_KEY) == planned.expected:
         return True
     recorded = set(record.get("config") or {})
@@ -149,6 +154,21 @@ def _done_before(planned: _Planned) -> bool:
     return settings_hash(record) == settings_hash(
         {"config": older, "inputs": planned.inputs, "weights_sha256": planned.weights}
     )
+
+
+def _whole_picture(path: Path) -> bool:
+    """Whether every pixel of the picture decodes: the settings come before the pixels in the
+    file, so a copy cut short can carry whole settings."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", PIL.Image.DecompressionBombWarning)  # our own large output
+            with PIL.Image.open(path) as picture:
+                picture.load()
+    except PIL.Image.DecompressionBombError:  # too large to decode here: taken on its settings
+        return True
+    except (OSError, SyntaxError, ValueError):
+        return False
+    return True
 
 
 def _task(index: int, planned: _Planned) -> Task:
