@@ -135,6 +135,14 @@ def test_bad_input_is_one_line_and_exit_2_before_any_work(tmp_path, capsys, monk
     assert not painted and not (tmp_path / output).exists()
 
 
+def test_fps_is_for_a_folder_a_video_keeps_its_own_rate(tmp_path, capsys):
+    source = make_video(tmp_path / "clip.mp4", sound=False)
+    assert video([source, STYLE, "-o", tmp_path / "fast.mp4", "--fps", "30", *FAST]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--fps sets the frame rate of a folder of frames" in err
+    assert not (tmp_path / "fast.mp4").exists()
+
+
 def test_a_bad_option_is_named_by_its_flag(tmp_path, capsys):
     make_clip(tmp_path / "in")
     assert video([tmp_path / "in", STYLE, "-o", tmp_path / "out", "--long-term", "5", *FAST]) == 2

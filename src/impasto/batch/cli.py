@@ -114,8 +114,19 @@ def _jobs(args: dict[str, Any]) -> tuple[list, Path, list[str]]:
     output, together, masks, fmt = args.pop("output"), args.pop("together"), args.pop("style_masks"), args.pop("format")
     options = _options(args)
     if jobs_file is not None:
-        if contents or styles or masks or together:
-            raise ImpastoError("give either a jobs file or --contents and --styles, not both")
+        given = [flag for flag, value in (("--contents", contents), ("--styles", styles)) if value]
+        if given:
+            raise ImpastoError(
+                f"give either a jobs file or --contents and --styles, not both (got {' and '.join(given)})"
+            )
+        if masks:
+            raise ImpastoError(
+                "--style-masks goes with --contents and --styles; in a jobs file, give a job masks = [...]"
+            )
+        if together:
+            raise ImpastoError(
+                "--together goes with --contents and --styles; in a jobs file, a job's styles all paint one picture"
+            )
         return read_jobs_file(jobs_file, options, output), jobs_folder(jobs_file, output), []
     if not contents or not styles:
         raise ImpastoError("give --contents and --styles (files or folders), or a jobs file")

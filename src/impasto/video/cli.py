@@ -234,6 +234,11 @@ def run_video(argv: Sequence[str]) -> int:
             f"input {source} is a still image, not a video; paint it with `impasto {source} STYLE -o OUT`, "
             "or give a video or a folder of frames"
         )
+    if fps is not None and Path(source).expanduser().is_file():
+        raise ImpastoError(
+            f"--fps sets the frame rate of a folder of frames; the video {source} keeps its own rate "
+            "(and its sound in step with it); leave --fps out"
+        )
     clip = open_clip(source, fps)
     styles = [
         pil_to_tensor(read_image(p, "style image" if len(style_paths) == 1 else f"style image {i + 1}"))

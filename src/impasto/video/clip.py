@@ -115,7 +115,7 @@ class Clip:
             yield from _decode(self.path, start)
         else:
             for name in self.names[start:]:
-                yield read_image(self.path / name, f"frame {self.path / name}")
+                yield read_image(self.path / name, "frame")
 
 
 def open_clip(path: str | os.PathLike, fps: float | None = None) -> Clip:
