@@ -131,6 +131,26 @@ def test_a_clip_replaced_under_the_same_names_is_another_job(clip, style, tiny_n
         FrameStore(tmp_path / "out", clip.names, changed.fingerprint())
 
 
+def test_a_restart_removes_the_earlier_jobs_frames_and_nothing_else(clip, style, tiny_net, tmp_path):
+    other = open_clip(make_clip(tmp_path / "other", frames=2))
+    renamed = tmp_path / "renamed"
+    renamed.mkdir()
+    for i, name in enumerate(other.names):
+        (other.path / name).rename(renamed / f"shot_{i}.png")
+    run_all(job_for(open_clip(renamed), style, tiny_net), tmp_path / "out")
+    pattern(8, 8, 1).save(tmp_path / "out" / "mine.png")  # the user's own file
+    job = job_for(clip, style, tiny_net)
+    store = FrameStore(tmp_path / "out", clip.names, job.fingerprint(), restart=True)
+    job.run(store)
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.png")) == [
+        "f1.png",
+        "f2.png",
+        "f3.png",
+        "f4.png",
+        "mine.png",
+    ]
+
+
 def test_images_not_written_by_the_job_are_not_overwritten(clip, tmp_path):
     (tmp_path / "out").mkdir()
     pattern(8, 8, 1).save(tmp_path / "out" / "f2.png")

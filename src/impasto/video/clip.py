@@ -373,6 +373,8 @@ class FrameStore:
             raise ImpastoError(f"fingerprint must be a str (ClipJob.fingerprint()), got {type(fingerprint).__name__}")
         self.fingerprint = fingerprint
         self._check_folder()
+        if restart:
+            self._forget_earlier_job()
         self.done = 0 if restart else self._resumable()
 
     def _check_folder(self) -> None:
@@ -410,6 +412,22 @@ class FrameStore:
             )
         return 0
 
+    def _forget_earlier_job(self) -> None:
+        """Remove the frames an earlier job wrote here (its manifest names them), so that a clip
+        with other names does not leave them beside the new ones. Nothing else is touched."""
+        manifest = self.folder / MANIFEST
+        try:
+            record = json.loads(manifest.read_text()) if manifest.exists() else {}
+            names = record.get("names") if isinstance(record, dict) else None
+            done = int(record.get("done", 0))
+        except (OSError, ValueError, TypeError):
+            return
+        if not isinstance(names, list):
+            return  # none, or a manifest from before it named its frames
+        for name in names[:done]:
+            if isinstance(name, str) and name == Path(name).name and name not in self.names:
+                (self.folder / name).unlink(missing_ok=True)
+
     def path(self, index: int) -> Path:
         return self.folder / self.names[index]
 
@@ -425,7 +443,7 @@ class FrameStore:
         return read_image(self.path(index), f"finished frame {self.path(index)}")
 
     def _write_manifest(self) -> None:
-        record = {"fingerprint": self.fingerprint, "done": self.done, "frames": len(self.names)}
+        record = {"fingerprint": self.fingerprint, "done": self.done, "frames": len(self.names), "names": self.names}
         temp = self.folder / f"{MANIFEST}.{secrets.token_hex(4)}.tmp"
         temp.write_text(json.dumps(record))
         os.replace(temp, self.folder / MANIFEST)
