@@ -231,6 +231,7 @@ def one_line(err):
         (lambda r: r["inputs"].pop("content image"), "they name no content image"),
         (lambda r: r["inputs"]["style image 1"].update(sha256=7), "the style image 1 has no SHA-256"),
         (lambda r: r.update(config=[40]), "config is a list, not a table of options"),
+        (lambda r: r.pop("config"), "they have no config (the options)"),
         (lambda r: r.update(run={"threads": "four"}), "run threads is the text 'four', not a whole number"),
     ],
 )
@@ -243,6 +244,9 @@ def test_a_record_of_another_shape_is_one_line(capsys, tmp_path, inputs, command
     code, out, err = run_main(capsys, command, picture, *extra)
     assert code == 2 and out == "" and not (tmp_path / "again.png").exists()
     assert one_line(err).startswith(f"impasto: error: {picture} carries impasto settings ") and message in err
+    if command == "info":  # and --json shows it as stored, for a look inside
+        code, out, _ = run_main(capsys, "info", picture, "--json")
+        assert code == 0 and json.loads(out) == record
 
 
 def test_another_schema_names_both_and_the_version_that_made_it(capsys, inputs):

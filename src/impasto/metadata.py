@@ -299,7 +299,7 @@ def read_settings(source: str | os.PathLike | IO[bytes]) -> dict[str, Any] | Non
         record = json.loads(str(text))
     except ValueError:
         raise ImpastoError(f"{label} has a damaged {KEY} settings chunk (not JSON)") from None
-    if not isinstance(record, dict) or "config" not in record:
+    if not isinstance(record, dict):  # a record with parts missing is the reader's to judge
         raise ImpastoError(f"{label} has an {KEY} chunk that is not a settings record")
     return record
 

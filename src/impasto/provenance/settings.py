@@ -74,8 +74,10 @@ def _fix(record: Mapping[str, Any]) -> str:
 
 def _shape_problem(record: Mapping[str, Any]) -> str | None:
     """What in `record` is missing or of the wrong type, in words, or None."""
-    if not isinstance(record.get("config"), dict):
-        return f"config is {_kind(record.get('config'))}, not a table of options"
+    if "config" not in record:
+        return "they have no config (the options)"
+    if not isinstance(record["config"], dict):
+        return f"config is {_kind(record['config'])}, not a table of options"
     if type(record.get("seed", 0)) is not int:
         return f"seed is {_kind(record['seed'])}, not a whole number"
     for key in _TEXTS:
