@@ -120,7 +120,7 @@ def _empty(tmp_path):
         (_different_sizes, "out", "frames differ in size: f1.png is 48x32 but f3.png is 30x20"),
         (lambda p: make_clip(p / "in"), "out.png", "is an image; give a folder or a video file"),
         (lambda p: make_clip(p / "in"), "out.mp4", "PyAV cannot write h264_nvenc video"),
-        (lambda p: make_clip(p / "in"), "out.mpg4", "has extension '.mpg4', which is no video's"),
+        (lambda p: make_clip(p / "in"), "out.mpg4", "has extension '.mpg4', which impasto does not write (it writes"),
         (lambda p: make_clip(p / "in") / "f1.png", "out.mp4", "is a still image, not a video; paint it with"),
     ],
 )
@@ -133,6 +133,14 @@ def test_bad_input_is_one_line_and_exit_2_before_any_work(tmp_path, capsys, monk
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("impasto: error: ") and match in err
     assert not painted and not (tmp_path / output).exists()
+
+
+def test_a_mask_folder_of_the_wrong_count_is_named_by_its_path(tmp_path, capsys):
+    source, masks = make_clip(tmp_path / "in"), make_clip(tmp_path / "masks", frames=3)
+    assert video([source, STYLE, "-o", tmp_path / "out", "--style-masks", masks, *FAST]) == 2
+    err = capsys.readouterr().err
+    assert f"style mask folder {masks} has 3 masks for 4 frames; give one mask per frame" in err
+    assert not (tmp_path / "out").exists()
 
 
 def test_fps_is_for_a_folder_a_video_keeps_its_own_rate(tmp_path, capsys):

@@ -200,7 +200,7 @@ def test_a_mask_folder_needs_one_mask_per_frame(clip, style, tiny_net, tmp_path)
     "bad, match",
     [
         (dict(temporal_weight=-1.0), "temporal_weight must be"),
-        (dict(long_term=(10, 20)), "including 1"),
+        (dict(long_term=(10, 20)), r"must include 1 \(the previous frame\), e.g. 1 10 20"),
         (dict(later_iterations=-2), "later_iterations must be"),
     ],
 )

@@ -111,8 +111,9 @@ def _configs(args: dict) -> tuple[StyleConfig, VideoConfig]:
     return config, VideoConfig(**video)
 
 
-def _read_masks(paths: Sequence[str] | None) -> list | None:
-    """Each mask path as a mask tensor, or (a folder) as its mask files, one per frame."""
+def _read_masks(paths: Sequence[str] | None, clip_count: int | None = None) -> list | None:
+    """Each mask path as a mask tensor, or (a folder) as its mask files, one per frame of the
+    clip's `clip_count`."""
     if paths is None:
         return None
     masks: list[list[Path] | torch.Tensor] = []
@@ -122,6 +123,10 @@ def _read_masks(paths: Sequence[str] | None) -> list | None:
             files = image_files(where)
             if not files:
                 raise ImpastoError(f"style mask folder {where} has no mask images")
+            if clip_count is not None and len(files) != clip_count:
+                raise ImpastoError(
+                    f"style mask folder {where} has {len(files)} masks for {clip_count} frames; give one mask per frame"
+                )
             masks.append(files)
         else:
             masks.append(pil_to_tensor(read_mask(path, f"style mask {i + 1}")))
@@ -142,8 +147,8 @@ def _store_folder(output: Path, clip: Clip, config: StyleConfig, inputs: Sequenc
         folder = output.with_name(output.name + ".frames")
     elif output.suffix and not output.is_dir():
         raise ImpastoError(
-            f"output {output} has extension {output.suffix!r}, which is no video's ({kinds}); "
-            "give a video file, or a folder name without an extension"
+            f"output {output} has extension {output.suffix!r}, which impasto does not write (it writes {kinds}); "
+            "give one of those, or a folder name without an extension"
         )
     for path in (Path(p).expanduser().resolve() for p in inputs):
         if path == folder or path.parent == folder or path == clip.path:
@@ -244,7 +249,7 @@ def run_video(argv: Sequence[str]) -> int:
         pil_to_tensor(read_image(p, "style image" if len(style_paths) == 1 else f"style image {i + 1}"))
         for i, p in enumerate(style_paths)
     ]
-    masks = _read_masks(mask_paths)
+    masks = _read_masks(mask_paths, clip.count)
     folder = _store_folder(output, clip, config, [*style_paths, *(mask_paths or [])])
     network = build_network(config, resolve_device(config.device))
     job = ClipJob(clip, styles, masks=masks, config=config, video=video, network=network)

@@ -59,10 +59,15 @@ class VideoConfig:
         ):
             raise ImpastoError(f"later_iterations must be a whole number of at least 0, got {self.later_iterations!r}")
         offsets = self.long_term
-        if not offsets or any(not isinstance(o, int) or o < 1 for o in offsets) or 1 not in offsets:
+        if not offsets or any(not isinstance(o, int) or isinstance(o, bool) or o < 1 for o in offsets):
             raise ImpastoError(
                 f"long_term offsets {' '.join(map(str, offsets))} must be whole numbers of at least 1, "
                 "including 1 (the previous frame)"
+            )
+        if 1 not in offsets:
+            raise ImpastoError(
+                f"long_term offsets {' '.join(map(str, offsets))} must include 1 (the previous frame), "
+                f"e.g. 1 {' '.join(map(str, offsets))}"
             )
         object.__setattr__(self, "long_term", tuple(sorted(set(offsets))))
 
