@@ -88,6 +88,22 @@ def test_a_video_keeps_its_rate_and_sound(tmp_path):
     assert not (tmp_path / "styled.mp4.frames").exists()  # the frames were only a means
 
 
+@pytest.mark.parametrize("name", ["styled.mp4", "styled.gif"])
+def test_a_finished_video_made_again_with_the_same_settings_is_left_as_it_is(tmp_path, monkeypatch, capsys, name):
+    make_clip(tmp_path / "in")
+    out = tmp_path / name
+    assert video([tmp_path / "in", STYLE, "-o", out, *FAST]) == 0
+    made = out.stat().st_mtime_ns
+    runs = []
+    real_run = ClipJob.run
+    monkeypatch.setattr(ClipJob, "run", lambda self, *a, **k: runs.append(1) or real_run(self, *a, **k))
+    argv = [tmp_path / "in", STYLE, "-o", out, *[f for f in FAST if f != "-q"]]
+    assert video(argv) == 0
+    assert "is already made from this input with these styles and options" in capsys.readouterr().err
+    assert not runs and out.stat().st_mtime_ns == made and not out.with_name(name + ".frames").exists()
+    assert video([*argv, "--style-weight", "50"]) == 0 and runs == [1]  # other settings: painted again
+
+
 def test_a_video_to_a_folder_and_a_folder_to_a_gif(tmp_path):
     source = make_video(tmp_path / "clip.mp4", sound=False)
     assert video([source, STYLE, "-o", tmp_path / "frames", *FAST]) == 0

@@ -22,7 +22,17 @@ from .. import cli as still
 from ..config import IMPROVED, StyleConfig
 from ..errors import ImpastoError
 from ..images import IMAGE_EXTENSIONS, fit_longest, pil_to_tensor, read_image, read_mask
-from .clip import VIDEO_CODECS, Clip, FrameStore, check_video_output, image_files, is_video_path, open_clip, write_video
+from .clip import (
+    VIDEO_CODECS,
+    Clip,
+    FrameStore,
+    check_video_output,
+    image_files,
+    is_video_path,
+    open_clip,
+    video_fingerprint,
+    write_video,
+)
 from .options import LONG_TERM_OFFSETS, VideoConfig
 
 if TYPE_CHECKING:  # the job, the engine and torch are imported once the arguments are read
@@ -218,7 +228,9 @@ def _style(job: ClipJob, store: FrameStore, quiet: bool, video: Path | None = No
             bars.close()
         signals.saving = True
         if video is not None and store.done:
-            write_video(video, store.finished(), clip.fps, clip.path if clip.is_video and clip.audio else None)
+            finished = store.fingerprint if store.done == clip.count else None  # a whole clip says whose it is
+            sound = clip.path if clip.is_video and clip.audio else None
+            write_video(video, store.finished(), clip.fps, sound, fingerprint=finished)
     return result, signals.received[:1]
 
 
@@ -253,7 +265,16 @@ def run_video(argv: Sequence[str]) -> int:
     folder = _store_folder(output, clip, config, [*style_paths, *(mask_paths or [])])
     network = build_network(config, resolve_device(config.device))
     job = ClipJob(clip, styles, masks=masks, config=config, video=video, network=network)
-    store = FrameStore(folder, clip.names, job.fingerprint(), restart)
+    fingerprint = job.fingerprint()
+    if is_video_path(output) and not (restart or report) and video_fingerprint(output) == fingerprint:
+        if not quiet:
+            print(
+                f"impasto: {output} is already made from this input with these styles and options; "
+                "nothing to do (--restart paints it again)",
+                file=sys.stderr,
+            )
+        return 0
+    store = FrameStore(folder, clip.names, fingerprint, restart)
     if report:  # checked now, so a problem shows before the work
         alone = ClipJob(clip, styles, masks=masks, config=config, video=video, network=network, independent=True)
         alone_store = FrameStore(output.with_name(output.name + ".alone"), clip.names, alone.fingerprint(), restart)

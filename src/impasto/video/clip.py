@@ -18,6 +18,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import PIL.Image
@@ -208,11 +209,16 @@ def _even(image: np.ndarray, codec: str) -> np.ndarray:
 
 
 def write_video(
-    path: str | os.PathLike, frames: Iterable[PIL.Image.Image], fps: Fraction, audio_from: Path | None = None
+    path: str | os.PathLike,
+    frames: Iterable[PIL.Image.Image],
+    fps: Fraction,
+    audio_from: Path | None = None,
+    fingerprint: str | None = None,
 ) -> Path:
     """Encode RGB frames to a video file atomically; with `audio_from`, add that file's sound,
     cut to the frames' duration. Returns the path written. `path` ends in one of VIDEO_CODECS'
-    extensions, which says how it is encoded."""
+    extensions, which says how it is encoded. `fingerprint` (a finished ClipJob's) goes into the
+    file's comment, where `video_fingerprint` finds it."""
     target = as_path(path, "path", "a video file name").expanduser().resolve()
     suffix = target.suffix.lower()
     codec = _codec(target, "path")
@@ -222,7 +228,8 @@ def write_video(
     av = av_module()
     temp = _temp_next_to(target)
     try:
-        count = _encode(av, temp, codec, AUDIO_CODECS.get(suffix), frames, fps, audio_from)
+        comment = None if fingerprint is None else _FINGERPRINT_MARK + fingerprint
+        count = _encode(av, temp, codec, AUDIO_CODECS.get(suffix), frames, fps, audio_from, comment)
         if count == 0:
             raise ImpastoError(f"no frames to write to {target}")
         os.replace(temp, target)
@@ -242,6 +249,7 @@ def _encode(
     frames: Iterable[PIL.Image.Image],
     fps: Fraction,
     audio_from: Path | None,
+    comment: str | None = None,
 ) -> int:
     if isinstance(frames, PIL.Image.Image) or not isinstance(frames, Iterable):
         raise ImpastoError(f"frames must be an iterable of PIL images, got {type(frames).__name__}")
@@ -251,8 +259,10 @@ def _encode(
         return 0
     first = _picture(first)
     if codec == "gif":
-        return _write_gif(path, first, frames, fps)
+        return _write_gif(path, first, frames, fps, comment)
     with av.open(str(path), "w") as out:
+        if comment is not None:
+            out.metadata["comment"] = comment
         video = out.add_stream(codec, rate=fps)
         height, width = _even(np.asarray(first), codec).shape[:2]
         video.width, video.height, video.pix_fmt = width, height, _PIXEL_FORMATS.get(codec, "yuv420p")
@@ -287,12 +297,47 @@ def _picture(image: object) -> PIL.Image.Image:
     return image.convert("RGB")
 
 
-def _write_gif(path: Path, first: PIL.Image.Image, rest: Iterator[PIL.Image.Image], fps: Fraction) -> int:
+def _write_gif(
+    path: Path, first: PIL.Image.Image, rest: Iterator[PIL.Image.Image], fps: Fraction, comment: str | None = None
+) -> int:
     frames = [first, *(_picture(image) for image in rest)]
+    extra = {} if comment is None else {"comment": comment}
     frames[0].save(
-        path, format="GIF", save_all=True, append_images=frames[1:], loop=0, duration=max(20, round(1000 / fps))
+        path,
+        format="GIF",
+        save_all=True,
+        append_images=frames[1:],
+        loop=0,
+        duration=max(20, round(1000 / fps)),
+        **extra,
     )
     return len(frames)
+
+
+_FINGERPRINT_MARK = "impasto video job "
+
+
+def video_fingerprint(path: str | os.PathLike) -> str | None:
+    """The fingerprint of the finished job that wrote this video (see write_video), or None: not
+    a video impasto finished, or not readable."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    comment: Any = None
+    try:
+        if path.suffix.lower() == ".gif":
+            with PIL.Image.open(path) as gif:
+                comment = gif.info.get("comment")
+        else:
+            with av_module().open(str(path)) as video:
+                comment = next((v for k, v in video.metadata.items() if k.lower() == "comment"), None)
+    except Exception:  # a probe: any file that is not such a video (or no PyAV) is None
+        return None
+    if isinstance(comment, bytes):
+        comment = comment.decode("utf-8", "replace")
+    if isinstance(comment, str) and comment.startswith(_FINGERPRINT_MARK):
+        return comment[len(_FINGERPRINT_MARK) :]
+    return None
 
 
 def _chain(first, rest):
