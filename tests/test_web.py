@@ -372,4 +372,4 @@ def test_the_loss_plot_stays_small_however_long_the_run():
     frame = app._plot(history)
     assert frame["iteration"].nunique() <= app.PLOT_POINTS + 1 and frame["iteration"].max() == 5000
     assert frame[frame.term == "tv"]["log10 loss"].eq(2.0).all()
-    assert app._plot([]) is None
+    assert app._plot([]) is None and app._plot(history[:1]) is None  # no line yet

@@ -499,8 +499,8 @@ def _plot(history: list[dict[str, float]], points: int = PLOT_POINTS) -> Any | N
     """The loss terms by iteration, at most `points` iterations of them (the page redraws it often)."""
     import pandas as pd
 
-    if not history:
-        return None  # nothing yet (an empty table would fix the plot's axes as categories)
+    if len(history) < 2:
+        return None  # not a line yet (one point draws no line, only an odd tick)
     stride = max(1, -(-len(history) // points))
     kept = sorted({*range(0, len(history), stride), len(history) - 1})
     rows = [(i + 1, term, float(np.log10(max(value, 1e-30)))) for i in kept for term, value in history[i].items()]
