@@ -65,3 +65,14 @@ def test_resize_weights_keeps_them_in_range():
     for size in [(3, 4), (14, 18)]:
         out = resize_weights(weights, *size)
         assert out.shape[-2:] == size and 0 <= out.min() and out.max() <= 1
+
+
+def test_the_report_says_what_it_cannot_measure():
+    from impasto.video.report import ClipReport
+
+    one = ClipReport(1, 0.0, 0.0, 0.0, 1.0, 1.0, 3.0, None).lines()
+    assert one[0].startswith("warping error: none to measure, the clip has one frame") and "0.00x" not in " ".join(one)
+    resumed = ClipReport(4, 0.1, 0.2, 0.05, 0.9, 1.1, None, 2.0).lines()
+    assert "0.25x the frames alone" in resumed[3] and resumed[-1].startswith("time: not measured, this run resumed")
+    whole = ClipReport(4, 0.1, 0.2, 0.05, 0.9, 1.1, 4.0, 1.0).lines()
+    assert whole[-1] == "time: first frame 4.0 s, later frames 1.0 s each (0.25x the first)"

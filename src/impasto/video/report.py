@@ -79,20 +79,27 @@ class ClipReport:
     later_seconds: float | None  # mean over the later frames painted in this run
 
     def lines(self) -> list[str]:
-        out = [
-            f"warping error over {self.frames} frames (Lai et al.; Farneback flow, non-occluded pixels, "
-            "RGB in [0, 1]):",
-            f"  input frames           {self.input_error:.6f}",
-            f"  each frame alone       {self.alone_error:.6f}",
-            f"  impasto video          {self.error:.6f}  ({self.error / max(self.alone_error, 1e-12):.2f}x "
-            "the frames alone)",
-            f"style distance / frame alone's: mean {self.style_ratio_mean:.2f}x, worst {self.style_ratio_max:.2f}x",
-        ]
+        if self.frames < 2:
+            out = ["warping error: none to measure, the clip has one frame (it compares each frame with the next)"]
+        else:
+            out = [
+                f"warping error over {self.frames} frames (Lai et al.; Farneback flow, non-occluded pixels, "
+                "RGB in [0, 1]):",
+                f"  input frames           {self.input_error:.6f}",
+                f"  each frame alone       {self.alone_error:.6f}",
+                f"  impasto video          {self.error:.6f}  ({self.error / max(self.alone_error, 1e-12):.2f}x "
+                "the frames alone)",
+            ]
+        out.append(
+            f"style distance / frame alone's: mean {self.style_ratio_mean:.2f}x, worst {self.style_ratio_max:.2f}x"
+        )
         if self.first_seconds and self.later_seconds is not None:
             out.append(
                 f"time: first frame {self.first_seconds:.1f} s, later frames {self.later_seconds:.1f} s each "
                 f"({self.later_seconds / self.first_seconds:.2f}x the first)"
             )
+        elif self.frames >= 2:
+            out.append("time: not measured, this run resumed the clip (--restart times the whole clip)")
         return out
 
 
