@@ -92,6 +92,10 @@ def test_every_content_in_every_style_is_one_named_job(folders):
             lambda t, c, s: cross_jobs([c / "cat.png", t / "cat.png"], [s / "stripes.png"], t, FAST),
             "two jobs would write",
         ),
+        (
+            lambda t, c, s: cross_jobs([c / "cat.png", c / "cat.png"], [s / "stripes.png"], t, FAST),
+            "the content is given twice; give it once",
+        ),
         (lambda t, c, s: cross_jobs([c / "cat.png"], [s / "stripes.png"], t, FAST, masks=[c, c]), "one mask per style"),
     ],
 )

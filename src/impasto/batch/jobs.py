@@ -227,6 +227,11 @@ def check_outputs(jobs: Sequence[Job]) -> None:
             )
         if key in written:
             other = written[key]
+            if _file_key(other.content) == _file_key(job.content) and other.styles == job.styles:
+                raise ImpastoError(
+                    f"two jobs would paint {job.content} in the same styles into {job.output}: "
+                    "the content is given twice; give it once"
+                )
             raise ImpastoError(
                 f"two jobs would write {job.output} ({other.content} and {job.content}); "
                 "rename one of the inputs or give the jobs their own output names"
