@@ -11,6 +11,7 @@ keeps the page's picture mid-run there (the README's screenshot).
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import tempfile
@@ -187,6 +188,39 @@ def test_paint_in_the_browser_stop_and_download(browser_page, page_server, tmp_p
     assert settings["run"]["interrupted"] is True
     hosts = {url.split("/")[2] for url in requests if url.startswith(("http:", "https:", "ws:", "wss:"))}
     assert hosts == {page_server.split("/")[2]}  # nothing from other hosts: fonts, scripts, styles all local
+
+
+def legend_share(page) -> int:
+    """Style 1's part of the photo, in per cent, as the regions legend gives it."""
+    found = re.search(r"Style 1 .*?: (\d+) % of the photo", page.inner_text("#legend"))
+    return int(found.group(1)) if found else -1
+
+
+def test_an_uploaded_mask_stays_on_the_photo_when_touched_up(browser_page, page_server):
+    page = browser_page
+    page.set_default_timeout(WAIT_MS)
+    page.goto(page_server)
+    page.set_input_files("#content input[type=file]", str(EXAMPLES / "rocket.jpg"))
+    page.set_input_files("#style-1 input[type=file]", str(EXAMPLES / "starry_night_van_gogh.jpg"))
+    wait_for_text(page, "#legend", "Style 1")
+    with page.expect_file_chooser() as chooser:
+        page.click("#mask-upload-1")
+    chooser.value.set_files(str(EXAMPLES / "rocket_sky.png"))
+    wait_for_text(page, "#legend", "63 % of the photo")  # the sky
+    time.sleep(1)  # the editor draws the layer a moment after the server sends it
+
+    # A short stroke on the launch pad, below the sky: the editor sends back its layer, which must
+    # still be the sky where it was uploaded, plus the stroke (a layer drawn off the photo lost 20 %).
+    canvas = page.locator("#mask-1 .pixi-target canvas").first
+    box = canvas.bounding_box()
+    x, y = box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.85
+    page.mouse.move(x, y)
+    page.mouse.down()
+    for step in range(1, 8):
+        page.mouse.move(x + 6 * step, y)
+    page.mouse.up()
+    page.wait_for_function("() => !document.querySelector('#legend').innerText.includes('63 %')")
+    assert 63 < legend_share(page) <= 68
 
 
 @pytest.mark.parametrize("ci", ["", "true"])

@@ -48,13 +48,36 @@ def test_a_mask_must_have_the_contents_shape_but_not_its_size():
         jobs.check_mask_shape(Image.new("L", (40, 40)), (48, 32), "style mask 2")
 
 
-def test_uploaded_mask_becomes_a_layer_in_the_styles_colour():
-    mask = Image.new("L", (20, 10), 0)
-    mask.paste(255, (0, 0, 10, 10))
-    out = jobs.mask_layer(mask, (40, 20), "#1f77b4")
-    assert out.shape == (20, 40, 4)
-    assert tuple(out[5, 5]) == (0x1F, 0x77, 0xB4, round(255 * jobs.MASK_OPACITY)) and out[5, 35, 3] == 0
-    assert np.array_equal(np.asarray(jobs.painted_mask([out])) > 0, np.asarray(mask.resize((40, 20))) > 127)
+def test_the_editor_shows_any_content_centred_on_one_canvas_clear_around_it():
+    for content, box in [(pattern(60, 40, 1), (0, 0, 1200, 800)), (pattern(40, 60, 1), (333, 0, 866, 800))]:
+        picture = jobs.editor_background(content)
+        assert picture.mode == "RGBA" and picture.size == jobs.EDITOR_CANVAS
+        assert picture.getchannel("A").getbbox() == box  # clear beside a tall photo
+    # At least Gradio's editor canvas (800×800) both ways, or a layer sent to it lands off the photo.
+    assert min(jobs.EDITOR_CANVAS) >= 800
+
+
+def test_uploaded_mask_becomes_a_layer_in_the_styles_colour_on_the_photo():
+    mask = Image.new("L", (40, 60), 0)
+    mask.paste(255, (0, 0, 20, 60))  # the left half
+    background = jobs.editor_background(pattern(40, 60, 1))  # shown at x 333..866 of 1200
+    out = jobs.mask_layer(mask, background, "#1f77b4")
+    assert out.shape == (800, 1200, 4)
+    assert tuple(out[400, 340]) == (0x1F, 0x77, 0xB4, round(255 * jobs.MASK_OPACITY))
+    assert out[400, 860, 3] == 0 and out[400, 320, 3] == 0  # not on the right half, nor beside the photo
+    cut = jobs.picture_layers([out], np.asarray(background))
+    assert np.array_equal(np.asarray(jobs.painted_mask(cut).resize((40, 60))) > 127, np.asarray(mask) > 127)
+
+
+def test_layers_are_cut_to_the_photo_in_the_editor():
+    background = np.zeros((8, 10, 4), np.uint8)
+    background[2:6, 3:9, 3] = 255  # the photo; clear around it
+    stroke = layer(10, 8, (0, 0, 5, 4))  # begun beside the photo
+    assert np.array_equal(jobs.picture_layers([stroke], background)[0], stroke[2:6, 3:9])
+    other = layer(4, 4, (0, 0, 2, 2))  # an API client's layer of its own size stays as it is
+    assert jobs.picture_layers([other], background)[0] is other
+    assert jobs.picture_layers([stroke], background[..., :3])[0].shape == (8, 10, 4)  # opaque: all of it
+    assert jobs.picture_layers([stroke], None)[0] is stroke
 
 
 def test_regions_tint_each_styles_area_and_leave_the_rest_grey():

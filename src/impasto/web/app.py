@@ -65,7 +65,8 @@ class UploadImage(gr.Image):
 
 
 def _layers(editor: dict | None) -> list[np.ndarray]:
-    return list((editor or {}).get("layers") or [])
+    editor = editor or {}
+    return jobs.picture_layers(editor.get("layers") or [], editor.get("background"))
 
 
 def create_app(
@@ -411,7 +412,7 @@ class _Page:
         photo = jobs.read_upload(content, "content image")
         jobs.check_mask_shape(mask, photo.size, f"style mask {index}")
         background = jobs.editor_background(photo)
-        layer = jobs.mask_layer(mask, background.size, jobs.STYLE_COLOURS[index - 1])
+        layer = jobs.mask_layer(mask, background, jobs.STYLE_COLOURS[index - 1])
         return {"background": background, "layers": [layer], "composite": None}
 
     def show_regions(self, content: str | None, *rest: Any) -> tuple[Any, str]:

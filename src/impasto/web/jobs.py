@@ -33,7 +33,7 @@ from ..provenance.record import run_facts
 from ..vgg import VGG
 
 STYLE_COLOURS = ("#dd2e44", "#1f77b4", "#e8a317", "#8e44ad")  # one per style: brush, regions, legend
-EDITOR_SIDE = 1024  # longest side of the picture masks are painted on
+EDITOR_CANVAS = (1200, 800)  # the picture masks are painted on: the content fitted in, centred (editor_background)
 PREVIEW_SIDE = 384  # longest side of the previews sent while a run works
 MASK_OPACITY = 0.6  # how strongly a painted or uploaded mask shows over the photo in the editor
 ASPECT_TOLERANCE = 0.02
@@ -88,9 +88,44 @@ def read_mask_upload(path: str, what: str) -> PIL.Image.Image:
 
 
 def editor_background(content: PIL.Image.Image) -> PIL.Image.Image:
-    """The content as the mask editors show it: at most EDITOR_SIDE pixels on its longer side."""
-    size = fit_longest(*content.size, min(EDITOR_SIDE, max(content.size)))
-    return content if size == content.size else content.resize(size, PIL.Image.Resampling.LANCZOS)
+    """The content as the mask editors show it: fitted into EDITOR_CANVAS, centred, clear around it.
+
+    Every editor picture has that one size, at least the editor's canvas_size (800×800) both
+    ways. Gradio 6.31's editor centres a layer it is sent on the area its picture and its brush
+    cover, and the brush keeps the size of the canvas, or of an earlier larger picture, until a
+    stroke; so a layer lands on the picture only if nothing was ever larger than the picture.
+    """
+    (width, height), (canvas_width, canvas_height) = content.size, EDITOR_CANVAS
+    scale = min(canvas_width / width, canvas_height / height)
+    size = min(canvas_width, max(1, round(width * scale))), min(canvas_height, max(1, round(height * scale)))
+    picture = PIL.Image.new("RGBA", EDITOR_CANVAS)
+    picture.paste(
+        content.convert("RGB").resize(size, PIL.Image.Resampling.LANCZOS),
+        ((canvas_width - size[0]) // 2, (canvas_height - size[1]) // 2),
+    )
+    return picture
+
+
+def picture_layers(layers: Sequence[np.ndarray], background: np.ndarray | None) -> list[np.ndarray]:
+    """An editor's layers cut to its picture: the opaque part of its background (RGBA arrays).
+
+    A layer of another size than the background is left as it is (an API client's mask).
+    """
+    if background is None:
+        return list(layers)
+    top, bottom, left, right = _picture_box(background)
+    return [
+        layer[top:bottom, left:right] if layer is not None and layer.shape[:2] == background.shape[:2] else layer
+        for layer in layers
+    ]
+
+
+def _picture_box(background: np.ndarray) -> tuple[int, int, int, int]:
+    """(top, bottom, left, right) of the opaque part of an editor's background: all of it if none is clear."""
+    alpha = background[..., 3] if background.ndim == 3 and background.shape[2] == 4 else None
+    box = None if alpha is None else PIL.Image.fromarray(alpha).getbbox()
+    left, top, right, bottom = box or (0, 0, background.shape[1], background.shape[0])
+    return top, bottom, left, right
 
 
 def painted_mask(layers: Sequence[np.ndarray] | None) -> PIL.Image.Image | None:
@@ -116,11 +151,13 @@ def check_mask_shape(mask: PIL.Image.Image, content_size: tuple[int, int], what:
         )
 
 
-def mask_layer(mask: PIL.Image.Image, size: tuple[int, int], colour: str) -> np.ndarray:
-    """An uploaded mask as an editor layer of `size`: the style's colour where the mask is white."""
-    white = np.asarray(mask.resize(size, PIL.Image.Resampling.BILINEAR)) >= 128
-    layer = np.zeros((size[1], size[0], 4), np.uint8)
-    layer[white] = (*_rgb(colour), round(255 * MASK_OPACITY))
+def mask_layer(mask: PIL.Image.Image, background: PIL.Image.Image, colour: str) -> np.ndarray:
+    """An uploaded mask as a layer over an editor's `background`: the style's colour where the
+    mask is white, on the picture (see editor_background)."""
+    top, bottom, left, right = _picture_box(np.asarray(background.convert("RGBA")))
+    white = np.asarray(mask.resize((right - left, bottom - top), PIL.Image.Resampling.BILINEAR)) >= 128
+    layer = np.zeros((background.height, background.width, 4), np.uint8)
+    layer[top:bottom, left:right][white] = (*_rgb(colour), round(255 * MASK_OPACITY))
     return layer
 
 
