@@ -556,3 +556,15 @@ def test_ray_executor_options_and_jobs_file_paths_are_checked():
             RayExecutor(**options)
     with pytest.raises(ImpastoError, match="path must be a path"):
         read_jobs_file(5)
+
+
+def test_two_jobs_of_one_content_with_other_options_are_told_to_name_their_outputs(tmp_path):
+    (tmp_path / "art").mkdir()
+    pattern(48, 32, 1).save(tmp_path / "c.png")
+    stripes(40, 40).save(tmp_path / "art" / "s.png")
+    (tmp_path / "jobs.toml").write_text(
+        'styles = ["art/s.png"]\n[[job]]\ncontent = "c.png"\nstyle_weight = 10.0\n'
+        '[[job]]\ncontent = "c.png"\nstyle_weight = 1000.0\n'
+    )
+    with pytest.raises(ImpastoError, match="two jobs would write .*give the jobs their own output names"):
+        read_jobs_file(tmp_path / "jobs.toml")

@@ -113,6 +113,11 @@ def test_unreadable_files_give_one_line(tmp_path, content, needle):
     assert "\n" not in str(info.value)
 
 
+def test_a_record_without_its_options_is_refused_not_taken_for_the_defaults():
+    with pytest.raises(ImpastoError, match="has no config"):
+        config_from_settings({"schema": SCHEMA, "seed": 7})
+
+
 def test_damaged_record_is_reported(tmp_path):
     from PIL import PngImagePlugin
 

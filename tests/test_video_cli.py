@@ -102,6 +102,7 @@ def test_a_finished_video_made_again_with_the_same_settings_is_left_as_it_is(tmp
     assert "is already made from this input with these styles and options" in capsys.readouterr().err
     assert not runs and out.stat().st_mtime_ns == made and not out.with_name(name + ".frames").exists()
     assert video([*argv, "--style-weight", "50"]) == 0 and runs == [1]  # other settings: painted again
+    assert video([*argv, "--style-weight", "50", "--fps", "10"]) == 0 and runs == [1, 1]  # another rate too
 
 
 def test_a_video_to_a_folder_and_a_folder_to_a_gif(tmp_path):

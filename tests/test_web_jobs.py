@@ -177,6 +177,15 @@ def test_a_stop_reaches_the_sessions_armed_run_even_before_it_starts():
     assert switches.stop("someone else") is None
 
 
+def test_a_run_stopped_in_the_queue_stays_stopped_when_run_is_pressed_again():
+    switches = jobs.StopSwitches()
+    first = switches.arm("browser")
+    assert switches.stop("browser") == "waiting"
+    second = switches.arm("browser")  # Run again while the first still waits
+    assert switches.take("browser", first).is_set()  # its turn: it does not start
+    assert not switches.take("browser", second).is_set()  # the new run goes ahead
+
+
 def test_a_stop_reaches_only_its_own_session():
     switches = jobs.StopSwitches()
     mine, theirs = switches.take("me", None), switches.take("them", None)
@@ -261,3 +270,18 @@ def test_time_left_counts_a_scale_that_ended_early_by_the_steps_it_took():
     step(1, 1, 1.0)
     # The first scale converged after 2 of its 4 steps: 6 s for 2 x 1024 + 4096 px.
     assert step(2, 3, 6.0) == pytest.approx(6.0 / 6144 * 4096)
+
+
+def test_a_result_that_cannot_be_saved_is_still_shown(tiny_net, job_files, monkeypatch):
+    studio = jobs.Studio(tiny_net, job_files.folder, preview_every=0)
+    job = jobs.Job(job_files.content, [jobs.StyleInput(job_files.style)], StyleConfig(size=48, iterations=2, scales=1))
+
+    def full_disk(*args):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(studio, "_save", full_disk)
+    last = list(studio.paint(job, threading.Event()))[-1]
+    assert last.image is not None and last.download is None
+    assert (
+        last.status.startswith("Done: 2 iterations") and "could not be saved for download (No space left" in last.status
+    )

@@ -116,6 +116,9 @@ def run_front_end(
     except ImpastoError as error:
         print(f"impasto: error: {flags(str(error))}", file=sys.stderr)
         return EXIT_USAGE
+    except BrokenPipeError:  # `impasto video ... --report | head`: the reader has all it wanted
+        _quiet_stdout()
+        return EXIT_BROKEN_PIPE
     except OSError as error:  # what no check foresaw (a path the system refuses, say): still one line
         print(f"impasto: error: {_os_error(error)}", file=sys.stderr)
         return EXIT_USAGE
@@ -332,6 +335,8 @@ def run_stylize(argv: Sequence[str]) -> int:
         bar = _progress_bar(config.iterations, quiet)
         try:
             result = run.finish(_callback(bar, out, save_every))
+            if bar is not None and run.finished:  # the last scale may have converged early: complete
+                bar.total = bar.n
         finally:
             if bar is not None:
                 bar.close()

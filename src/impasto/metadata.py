@@ -277,7 +277,9 @@ def _exif_text(img: Image.Image) -> str | None:
 def read_settings(source: str | os.PathLike | IO[bytes]) -> dict[str, Any] | None:
     """The settings record a PNG, JPEG, WebP or TIFF carries, or None if the image has none.
 
-    A missing file, a file that is not an image, or a damaged record is a one-line ImpastoError.
+    A missing file, a file that is not an image, or a record that is not JSON or not a table is
+    a one-line ImpastoError; what a record must hold is checked by those who read it
+    (config_from_settings, impasto info and reproduce).
     """
     label = f"image {os.fspath(source)}" if isinstance(source, (str, os.PathLike)) else "image"
     try:
@@ -313,7 +315,9 @@ def config_from_settings(record: Mapping[str, Any]) -> Any:
     from .config import StyleConfig
 
     fields = {f.name for f in dataclasses.fields(StyleConfig)}
-    options = dict(record.get("config") or {})
+    if not isinstance(record.get("config"), dict):
+        raise ImpastoError("the settings record has no config (the options): it was edited or damaged")
+    options = dict(record["config"])
     unknown = sorted(set(options) - fields)
     if unknown:
         raise ImpastoError(

@@ -227,7 +227,8 @@ def check_outputs(jobs: Sequence[Job]) -> None:
             )
         if key in written:
             other = written[key]
-            if _file_key(other.content) == _file_key(job.content) and other.styles == job.styles:
+            same = (other.styles, other.masks, other.config) == (job.styles, job.masks, job.config)
+            if same and _file_key(other.content) == _file_key(job.content):
                 raise ImpastoError(
                     f"two jobs would paint {job.content} in the same styles into {job.output}: "
                     "the content is given twice; give it once"

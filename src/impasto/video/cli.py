@@ -228,10 +228,15 @@ def _style(job: ClipJob, store: FrameStore, quiet: bool, video: Path | None = No
             bars.close()
         signals.saving = True
         if video is not None and store.done:
-            finished = store.fingerprint if store.done == clip.count else None  # a whole clip says whose it is
+            finished = _made(job) if store.done == clip.count else None  # a whole clip says whose it is
             sound = clip.path if clip.is_video and clip.audio else None
             write_video(video, store.finished(), clip.fps, sound, fingerprint=finished)
     return result, signals.received[:1]
+
+
+def _made(job: ClipJob) -> str:
+    """What a finished video says made it: its frames' job, and the rate they play at."""
+    return f"{job.fingerprint()} {job.clip.fps}"
 
 
 def run_video(argv: Sequence[str]) -> int:
@@ -266,7 +271,7 @@ def run_video(argv: Sequence[str]) -> int:
     network = build_network(config, resolve_device(config.device))
     job = ClipJob(clip, styles, masks=masks, config=config, video=video, network=network)
     fingerprint = job.fingerprint()
-    if is_video_path(output) and not (restart or report) and video_fingerprint(output) == fingerprint:
+    if is_video_path(output) and not (restart or report) and video_fingerprint(output) == _made(job):
         if not quiet:
             print(
                 f"impasto: {output} is already made from this input with these styles and options; "

@@ -472,6 +472,8 @@ class FrameStore:
         for name in names[:done]:
             if isinstance(name, str) and name == Path(name).name and name not in self.names:
                 (self.folder / name).unlink(missing_ok=True)
+        self.done = 0
+        self._write_manifest()  # now this job's, with nothing done: the earlier job is gone
 
     def path(self, index: int) -> Path:
         return self.folder / self.names[index]

@@ -290,7 +290,13 @@ class Studio:
                 last = time.monotonic()
                 yield Frame(progress_line(progress, left), list(run.history), preview=_preview(progress.current()))
         result = run.result()
-        download, masks = self._save(job, result, painter)
+        try:
+            download, masks = self._save(job, result, painter)
+        except (ImpastoError, OSError) as error:  # the picture is still shown: it is not lost
+            reason = str(error) if isinstance(error, ImpastoError) else (error.strerror or str(error))
+            status = f"{_closing_line(result, saved=False)} It could not be saved for download ({reason})."
+            yield Frame(status, list(result.history), image=result.image)
+            return
         yield Frame(_closing_line(result), list(result.history), image=result.image, download=download, masks=masks)
 
     def _painter(self, job: Job) -> tuple[torch.Tensor, Painter]:
@@ -336,10 +342,10 @@ class Studio:
         return png, tuple(png.with_name(path.name) for path, _ in masks)
 
 
-def _closing_line(result: StylizeResult) -> str:
+def _closing_line(result: StylizeResult, saved: bool = True) -> str:
     n, seconds = len(result.history), _duration(result.seconds)
     if not result.interrupted:
-        return f"Done: {n} iterations in {seconds}. The PNG download carries its settings."
+        return f"Done: {n} iterations in {seconds}." + (" The PNG download carries its settings." if saved else "")
     coarse = ""
     if result.upscaled and result.painted_size is not None:
         w, h = result.painted_size
@@ -348,50 +354,53 @@ def _closing_line(result: StylizeResult) -> str:
 
 
 class StopSwitches:
-    """One stop switch per browser session, for the session's latest run.
+    """Stop switches per browser session: one for each of its runs, queued or under way.
 
     The page arms a switch when Run is pressed (before the job waits in the queue), so a Stop
-    pressed while it waits ends it as soon as it starts. A caller that did not arm one (an API
-    client) gets a fresh switch when its job starts. A session is Gradio's session hash, which
-    may be None.
+    pressed while it waits ends it as soon as it starts, even if Run was pressed again since. A
+    caller that did not arm one (an API client) gets a fresh switch when its job starts. Stop
+    stops every run of its session. A session is Gradio's session hash, which may be None.
     """
 
     def __init__(self) -> None:
-        self._switches: dict[str | None, tuple[str, threading.Event]] = {}
-        self._started: set[threading.Event] = set()  # switches of runs under way
+        # session -> ticket -> (switch, whether its run has started)
+        self._switches: dict[str | None, dict[str, tuple[threading.Event, bool]]] = {}
         self._lock = threading.Lock()
 
     def arm(self, session: str | None) -> str:
         """A new switch for the session's next run; returns its ticket."""
         ticket = uuid.uuid4().hex
         with self._lock:
-            self._switches[session] = (ticket, threading.Event())
+            self._switches.setdefault(session, {})[ticket] = (threading.Event(), False)
         return ticket
 
     def take(self, session: str | None, ticket: str | None) -> threading.Event:
-        """The switch armed with `ticket`, or a new one if that is not the session's latest."""
+        """The switch armed with `ticket` as its run starts, or a new one for an unknown ticket."""
         with self._lock:
-            current = self._switches.get(session)
-            if current is None or ticket is None or current[0] != ticket:
-                current = self._switches[session] = (uuid.uuid4().hex, threading.Event())
-            self._started.add(current[1])
-            return current[1]
+            runs = self._switches.setdefault(session, {})
+            if ticket is None or ticket not in runs:
+                ticket = uuid.uuid4().hex
+                runs[ticket] = (threading.Event(), False)
+            event = runs[ticket][0]
+            runs[ticket] = (event, True)
+            return event
 
     def stop(self, session: str | None) -> str | None:
-        """Stop the session's latest run: "running" if it has started, "waiting" if it is still in
-        the queue (it will not start), None if the session has none."""
+        """Stop the session's runs: "running" if one has started, "waiting" if they are all still
+        in the queue (they will not start), None if the session has none."""
         with self._lock:
-            current = self._switches.get(session)
-            started = current is not None and current[1] in self._started
-        if current is None:
+            runs = list(self._switches.get(session, {}).values())
+        for event, _ in runs:
+            event.set()
+        if not runs:
             return None
-        current[1].set()
-        return "running" if started else "waiting"
+        return "running" if any(started for _, started in runs) else "waiting"
 
     def forget(self, session: str | None, event: threading.Event) -> None:
-        """Drop the session's switch once its run is over, unless a newer one replaced it."""
+        """Drop a run's switch once the run is over."""
         with self._lock:
-            current = self._switches.get(session)
-            if current is not None and current[1] is event:
-                del self._switches[session]
-            self._started.discard(event)
+            runs = self._switches.get(session, {})
+            for ticket in [t for t, (e, _) in runs.items() if e is event]:
+                del runs[ticket]
+            if not runs:
+                self._switches.pop(session, None)
