@@ -120,6 +120,9 @@ def test_stopped_at_a_coarse_scale_says_so(tiny_net, tensors):
     )
     assert result.interrupted and result.upscaled and result.painted_size == (32, 21)
     assert result.image.size == (64, 43)
+    # Too few iterations for the full-size scale to get a step: it is an enlargement, though it ran through.
+    few = stylize(content, style, network=tiny_net, size=64, scales=2, min_size=32, iterations=1)
+    assert not few.interrupted and few.upscaled and few.painted_size == (32, 21)
 
 
 class Gray(PixelTerm):

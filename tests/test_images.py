@@ -612,3 +612,11 @@ def test_example_mask_is_binary_and_marks_the_sky() -> None:
     assert set(np.unique(mask).tolist()) <= {0, 255}
     assert 0.55 < (mask == 255).mean() < 0.75
     assert (mask[5:40, 5:-5] == 255).mean() > 0.8 and (mask[-60:] == 0).mean() > 0.95
+
+
+def test_a_home_relative_path_is_expanded_and_a_nan_tensor_is_named_as_such(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    Image.new("RGB", (20, 10), (200, 30, 30)).save(tmp_path / "photo.png")
+    assert read_image("~/photo.png").size == (20, 10)
+    with pytest.raises(ImpastoError, match="not finite .NaN or infinity.; expected"):
+        read_image(torch.full((1, 3, 4, 4), float("nan")), "content image")

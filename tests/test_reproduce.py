@@ -309,3 +309,10 @@ def test_a_picture_without_settings_says_so_plainly(capsys, tmp_path, command):
     line = one_line(err)
     assert code == 2 and "photo.png carries no impasto settings: it was not made by impasto" in line
     assert "metadata was stripped" in line and "nothing to reproduce" not in line
+
+
+def test_a_record_of_device_auto_says_nothing_of_where_it_was_made():
+    from impasto.provenance.reproduce import differences
+
+    assert not [n for n in differences({"device": "auto"}, StyleConfig()) if "made on" in n]
+    assert [n for n in differences({"device": "tpu"}, StyleConfig()) if "made on tpu" in n]

@@ -39,7 +39,16 @@ from .vgg import VGG, check_layers, layer_stride
 
 @dataclass(frozen=True)
 class Progress:
-    """What a run reports after every optimiser step."""
+    """What a run reports after every optimiser step.
+
+    `iteration` counts the steps taken so far, over all scales, from 1; `total` is the steps
+    taken before this scale plus those planned from it on, so it shrinks when a coarse scale
+    ends early (converged). `scale` of `scales` is the scale being optimised, at `size`
+    (width, height) in `tiles` windows (1: untiled); `losses` are the weighted terms by name and
+    "total"; `elapsed` is seconds since the run started; `current()` makes the image so far (a
+    PIL image; it costs a copy, so call it only when you want it); `precision` is the network
+    pass's arithmetic this step (fp32, bf16 or fp16).
+    """
 
     iteration: int  # 1-based: the steps taken so far, over all scales
     total: int  # the steps taken before this scale plus those planned from it on (less when a scale ends early)
@@ -59,7 +68,14 @@ ProgressCallback = Callable[[Progress], Any]
 
 @dataclass
 class StylizeResult:
-    """The stylised image, the loss after every step, and how the run ended."""
+    """The stylised image, the loss after every step, and how the run ended.
+
+    `tensor` is (1, 3, H, W) RGB in [0, 1] on the CPU, and `image` the same as a PIL image;
+    `history` has one dict of weighted loss terms (and "total") per step; `config` is the
+    resolved StyleConfig; `seconds` the run's wall time; `interrupted` whether it stopped early
+    (the image is then the one so far, `upscaled` if enlarged from a coarser scale);
+    `peak_memory` in bytes where it can be told.
+    """
 
     tensor: torch.Tensor  # (1, 3, H, W) RGB in [0, 1], on the CPU
     history: list[dict[str, float]]
@@ -71,6 +87,7 @@ class StylizeResult:
 
     @property
     def image(self) -> PIL.Image.Image:
+        """The result as an 8-bit RGB PIL image."""
         return tensor_to_pil(self.tensor)
 
     @property
@@ -439,6 +456,7 @@ class Run:
         self.history: list[dict[str, float]] = []
         self.finished = False
         self._image: torch.Tensor | None = None
+        self._painted: tuple[int, int] | None = None  # (width, height) of the latest step's scale
         self._start = time.perf_counter()
         self._seconds: float | None = None
 
@@ -652,6 +670,7 @@ class Run:
                 if not math.isfinite(losses["total"]):
                     raise ImpastoError("the loss became NaN or infinite; lower style_weight or learning_rate")
                 self.history.append(losses)
+                self._painted = size
                 snapshot = self._image
                 yield Progress(
                     len(self.history),
@@ -717,7 +736,7 @@ class Run:
         if image is None:  # stopped before the first step: the start image
             first = self.size_at(self.sizes[0])
             image = self._start_image(self._painted_content(first[1], first[0]))
-        painted = (image.shape[-1], image.shape[-2])
+        painted = self._painted or (image.shape[-1], image.shape[-2])  # a scale that took no step paints nothing
         image = resize_image(image.detach().float().cpu(), height, width)
         if self.config.preserve_color == "luminance":
             content = resize_image(self.content, height, width)

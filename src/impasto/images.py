@@ -7,6 +7,7 @@ Inside the library an image is a float32 RGB tensor in [0, 1] of shape (1, 3, H,
 
 from __future__ import annotations
 
+import math
 import os
 import secrets
 import sys
@@ -180,7 +181,7 @@ def _open_path(source: str | os.PathLike, what: str) -> Image.Image:
     """The decoded, upright image stored at a path."""
     if not isinstance(source, (str, os.PathLike)):
         raise _error(f"{what} must be a file path, PIL image or tensor, not {type(source).__name__}; pass a path")
-    label, path = f"{what} {os.fspath(source)}", Path(source)
+    label, path = f"{what} {os.fspath(source)}", Path(source).expanduser()
     if _is_dir(path):
         raise _error(f"{label} is a folder, not an image file; give the path of an image")
     try:
@@ -220,6 +221,8 @@ def _check_tensor(t: torch.Tensor, what: str, channels: tuple[int, ...]) -> None
     if t.numel() == 0:
         raise _error(f"{what} tensor of shape {shape} has no pixels; use a real image")
     low, high = float(t.detach().min()), float(t.detach().max())
+    if not (math.isfinite(low) and math.isfinite(high)):
+        raise _error(f"{what} tensor holds values that are not finite (NaN or infinity); expected [0, 1]")
     if not -1e-3 <= low <= high <= 1.0 + 1e-3:
         raise _error(f"{what} tensor has values in [{low:g}, {high:g}]; expected [0, 1] (divide 8-bit data by 255)")
 

@@ -79,7 +79,7 @@ def sha256_of(source: bytes | str | os.PathLike) -> str:
         return hashlib.sha256(source).hexdigest()
     digest = hashlib.sha256()
     try:
-        with open(source, "rb") as fh:
+        with open(Path(source).expanduser(), "rb") as fh:
             for block in iter(lambda: fh.read(1 << 20), b""):
                 digest.update(block)
     except OSError as exc:
@@ -122,9 +122,13 @@ def settings_record(
 ) -> dict[str, Any]:
     """The settings of a picture, as a dict of plain JSON values.
 
-    `config` is the run's StyleConfig; `inputs` maps each input's role ("content", "style 1",
-    "style mask 1") to its file, its bytes, or (file name, bytes); only the file's name, never
-    its folder, is recorded. `device` is where the run computed (default: `config.device`);
+    `config` is the run's StyleConfig; `inputs` maps each input's role to its file, its bytes,
+    or (file name, bytes); only the file's name, never its folder, is recorded. The roles that
+    `impasto info` and `impasto reproduce` read are "content image", "style image 1", "style
+    image 2", ..., "style mask 1", ... and "start image" (impasto.provenance.input_roles makes
+    them). `device` is where the run computed (default: `config.device`; give the one it
+    resolved to, e.g. "cpu", rather than "auto"); `weights_sha256` is the weights file's
+    (impasto.provenance.weights_sha256(config));
     `run`, if given, says how the run went (iterations done, whether it was stopped, seconds,
     threads). The record's `settings_hash` is `settings_hash(record)`.
     """

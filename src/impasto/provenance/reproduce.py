@@ -163,7 +163,7 @@ def differences(record: Mapping[str, Any], config: StyleConfig) -> list[str]:
         if then and now and then != now:
             notes.append(f"the picture was made with {package} {then}, this is {now}; the result may differ slightly")
     device = record.get("device")
-    if device and not device_available(device):
+    if device and device != "auto" and not device_available(device):  # auto: it does not say where
         notes.append(
             f"the picture was made on {device}, which is not available here; painting on the CPU "
             "gives a slightly different result"
