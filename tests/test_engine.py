@@ -128,8 +128,8 @@ def test_stopped_at_a_coarse_scale_says_so(tiny_net, tensors):
 class Gray(PixelTerm):
     """A new term: pulls every pixel toward mid-gray."""
 
-    def __init__(self, weight):
-        self.name, self.weight = "gray", weight
+    def __init__(self, weight, name="gray"):
+        self.name, self.weight = name, weight
 
     def loss(self, image):
         return (image - 0.5).square().sum()
@@ -310,3 +310,24 @@ def test_steps_are_counted_as_taken_when_a_coarse_scale_ends_early(tiny_net, ten
     assert [s[1] for s in seen] == list(range(1, len(seen) + 1))  # no jump to the next scale's planned start
     assert {s[2] for s in coarse} == {config.iterations}
     assert {s[2] for s in seen if s[0] == 2} == {len(coarse) + run.counts[1]}
+
+
+@pytest.mark.parametrize(
+    "terms, message",
+    [
+        ([1], "terms must be FeatureTerm or PixelTerm objects"),
+        ("tv", "terms must be a list"),
+        ([Gray(1.0, name="tv")], "may not be named 'tv', which is taken"),
+        ([Gray(1.0, name="total")], "may not be named 'total'"),
+        ([Gray(1.0, name="g"), Gray(2.0, name="g")], "may not be named 'g'"),
+    ],
+)
+def test_bad_extra_terms_are_one_clear_error(tiny_net, tensors, terms, message):
+    content, style = tensors
+    with pytest.raises(ImpastoError, match=message):
+        Painter([style], config=FAST, network=tiny_net).run(content, terms=terms)
+
+
+def test_a_flag_of_the_command_given_to_the_library_says_what_python_does_instead(tiny_net, tensors):
+    with pytest.raises(ImpastoError, match=r"'improved', a flag of the command; in Python, pass \*\*impasto.IMPROVED"):
+        stylize(*tensors, network=tiny_net, improved=True)

@@ -180,8 +180,22 @@ class StyleConfig:
         known = {f.name for f in dataclasses.fields(self)}
         unknown = sorted(set(changes) - known)
         if unknown:
-            raise ImpastoError(f"unknown option {unknown[0]!r}; valid options: {', '.join(sorted(known))}")
+            name = unknown[0]
+            if name in _COMMAND_ONLY:
+                raise ImpastoError(f"unknown option {name!r}, a flag of the command; in Python, {_COMMAND_ONLY[name]}")
+            raise ImpastoError(f"unknown option {name!r}; valid options: {', '.join(sorted(known))}")
         return dataclasses.replace(self, **changes)
+
+
+_COMMAND_ONLY = {
+    "improved": "pass **impasto.IMPROVED (all four of Novak & Nikulin's options)",
+    "style_weights": "use style_blend (one weight per style)",
+    "style_masks": "pass masks= (one per style)",
+    "output": "save the result yourself: result.image.save(path)",
+    "quiet": "the library never prints; progress comes to callback=",
+    "save_every": "save p.current() from a callback= every N steps",
+}
+"""Flags of the `impasto` command that are no StyleConfig option, and what Python does instead."""
 
 
 IMPROVED: Mapping[str, Any] = types.MappingProxyType(

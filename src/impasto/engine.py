@@ -32,7 +32,7 @@ from .memory import Need, Plan, memory_error, peak_bytes, plan, release_freed_me
 from .objective import Evaluation, Objective, Stopped, feature_windows
 from .optim import adam, lbfgs
 from .precision import resolve_precision, stalled
-from .terms import ContentLoss, StyleLoss, Term, TotalVariation
+from .terms import ContentLoss, FeatureTerm, PixelTerm, StyleLoss, Term, TotalVariation
 from .tiling import Window
 from .vgg import VGG, check_layers, layer_stride
 
@@ -191,6 +191,29 @@ def check_options(config: object, network: object = None) -> StyleConfig:
     if network is not None and not isinstance(network, VGG):
         raise ImpastoError(f"network must be an impasto VGG (VGG.load() or VGG.random()), got {type(network).__name__}")
     return config
+
+
+def _checked_terms(terms: Sequence[Term]) -> list[Term]:
+    """Extra terms as a list, once each is a FeatureTerm or PixelTerm with a name of its own."""
+    if isinstance(terms, (FeatureTerm, PixelTerm)):
+        terms = [terms]
+    if not isinstance(terms, Iterable) or isinstance(terms, (str, bytes)):
+        raise ImpastoError(f"terms must be a list of impasto.terms terms, got {type(terms).__name__}")
+    taken = {"total", "content", "style", "tv"}  # the built-in terms' names, and the sum's
+    out = []
+    for term in terms:
+        if not isinstance(term, (FeatureTerm, PixelTerm)):
+            raise ImpastoError(
+                f"terms must be FeatureTerm or PixelTerm objects (impasto.terms), got {type(term).__name__}"
+            )
+        name = getattr(term, "name", None)
+        if not isinstance(name, str) or not name:
+            raise ImpastoError(f"a term of type {type(term).__name__} has no name; set its name (a str)")
+        if name in taken:
+            raise ImpastoError(f"a term may not be named {name!r}, which is taken; give it a name of its own")
+        taken.add(name)
+        out.append(term)
+    return out
 
 
 class _StopSignal:
@@ -441,7 +464,7 @@ class Run:
         self.stop_event = _StopSignal(stop)
         self._iterated = False
         self.content = content.detach().float().cpu()
-        self.extra_terms = list(terms)
+        self.extra_terms = _checked_terms(terms)
         if init is not None:
             check_image_tensor(init, "init")
         elif self.config.init not in ("content", "noise", "style"):
