@@ -17,6 +17,7 @@ from impasto.metadata import (
     config_from_settings,
     read_settings,
     save_png_with_settings,
+    save_with_settings,
     settings_record,
     sha256_of,
     summary,
@@ -146,3 +147,24 @@ def test_sha256_of_file_and_bytes_agree(tmp_path):
     assert sha256_of(path) == sha256_of(b"abc" * 1000) == hashlib.sha256(b"abc" * 1000).hexdigest()
     with pytest.raises(ImpastoError, match="cannot read"):
         sha256_of(tmp_path / "missing.bin")
+
+
+@pytest.mark.parametrize(
+    "args, kwargs, message",
+    [
+        ((StyleConfig(), {"content image": Image.new("RGB", (2, 2))}), {}, "a PIL image or tensor has no file to name"),
+        ((StyleConfig(), ["photo.png"]), {}, "inputs must map each role to its file"),
+        (({"size": 64}, {}), {}, "config must be the run's StyleConfig"),
+        ((StyleConfig(), {}), {"run": 3}, "impasto.provenance.run_facts"),
+    ],
+)
+def test_natural_mistakes_in_a_record_are_one_clear_error(args, kwargs, message):
+    with pytest.raises(ImpastoError, match=message):
+        settings_record(*args, **kwargs)
+
+
+def test_saving_a_tensor_says_to_pass_the_image(tmp_path):
+    import torch
+
+    with pytest.raises(ImpastoError, match="pass result.image"):
+        save_with_settings(torch.rand(1, 3, 4, 4), tmp_path / "x.png", {})

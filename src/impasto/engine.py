@@ -172,7 +172,9 @@ def build_network(config: StyleConfig, device: torch.device) -> VGG:
 def check_image_tensor(image: torch.Tensor, what: str, channels: int = 3) -> None:
     if not isinstance(image, torch.Tensor) or image.ndim != 4 or image.shape[:2] != (1, channels):
         shape = tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__
-        raise ImpastoError(f"{what} must be a (1, {channels}, H, W) tensor, got {shape}")
+        reader = "read_image_tensor" if channels == 3 else "read_mask_tensor"
+        how = "" if isinstance(image, torch.Tensor) else f"; read a path or PIL image with impasto.images.{reader}"
+        raise ImpastoError(f"{what} must be a (1, {channels}, H, W) tensor, got {shape}{how}")
     if not image.is_floating_point():
         raise ImpastoError(f"{what} must be a float tensor in [0, 1], got {image.dtype}; divide 8-bit values by 255")
     low, high = image.aminmax()

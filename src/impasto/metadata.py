@@ -96,7 +96,12 @@ def _version(package: str) -> str | None:
         return None
 
 
-def _describe_input(source: InputSource) -> dict[str, str | None]:
+def _describe_input(role: str, source: InputSource) -> dict[str, str | None]:
+    if not isinstance(source, (Mapping, tuple, bytes, bytearray, memoryview, str, os.PathLike)):
+        raise ImpastoError(
+            f"input {role!r} must be a file path, its bytes or (file name, bytes), got {type(source).__name__}; "
+            "record the files the run read (a PIL image or tensor has no file to name)"
+        )
     if isinstance(source, Mapping):
         return {"file": source.get("file"), "sha256": source["sha256"]}
     if isinstance(source, tuple):
@@ -109,7 +114,12 @@ def _describe_input(source: InputSource) -> dict[str, str | None]:
 
 def describe_inputs(inputs: Mapping[str, InputSource]) -> dict[str, dict[str, str | None]]:
     """Each input by role as {"file": name (no folder), "sha256": hex}, hashed now."""
-    return {role: _describe_input(source) for role, source in inputs.items()}
+    if not isinstance(inputs, Mapping):
+        raise ImpastoError(
+            f"inputs must map each role to its file, e.g. {{'content image': path, 'style image 1': path}}, "
+            f"got {type(inputs).__name__}"
+        )
+    return {role: _describe_input(role, source) for role, source in inputs.items()}
 
 
 def settings_record(
@@ -133,7 +143,15 @@ def settings_record(
     threads). The record's `settings_hash` is `settings_hash(record)`.
     """
     from . import __version__
+    from .config import StyleConfig
 
+    if not isinstance(config, StyleConfig):
+        raise ImpastoError(f"config must be the run's StyleConfig (result.config), got {type(config).__name__}")
+    if run is not None and not isinstance(run, Mapping):
+        raise ImpastoError(
+            f"run must be a mapping of how the run went, got {type(run).__name__}; "
+            "impasto.provenance.run_facts(result) makes one"
+        )
     record: dict[str, Any] = {
         "schema": SCHEMA,
         "impasto": __version__,
@@ -255,6 +273,11 @@ def save_with_settings(image: Image.Image, path: str | os.PathLike, record: Mapp
     """Write `image` carrying `record` (PNG chunks, or EXIF for JPEG, WebP and TIFF), atomically,
     and return the resolved path. A .bmp name is an ImpastoError: BMP cannot carry settings."""
     suffix = Path(path).suffix.lower()
+    if not isinstance(image, Image.Image):
+        raise ImpastoError(
+            f"save_with_settings needs a PIL image, not {type(image).__name__}; pass result.image "
+            "(or impasto.images.tensor_to_pil(tensor))"
+        )
     if suffix == ".png":
         return save_png_with_settings(image, path, record)
     if suffix not in _EXIF_FORMATS:
