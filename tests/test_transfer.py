@@ -301,3 +301,11 @@ def test_tensor_inputs_keep_their_values_not_rounded_to_8_bits(tiny_net):
     assert torch.allclose(read_mask_tensor(colour, "mask")[0, 0], luma)
     with pytest.raises(ImpastoError, match=r"content image tensor has values in \[\d+, 2\d\d\]; expected \[0, 1\]"):
         stylize(content.mul(255).round(), style, network=tiny_net, size=40, iterations=0, scales=1)
+
+
+def test_options_a_run_would_not_use_are_warned_of(tiny_net, images):
+    with pytest.warns(UserWarning) as caught:
+        stylize(*images, network=tiny_net, size=32, iterations=1, scales=1, threads=1, learning_rate=0.5)
+    texts = " ".join(str(w.message) for w in caught)
+    assert "threads 1 is read by the impasto commands only" in texts
+    assert "learning_rate is Adam's step size; it is not used with optimizer lbfgs" in texts

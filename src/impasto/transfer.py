@@ -7,13 +7,14 @@ tensors here), hand them to the engine's Painter, and return its result.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from typing import Any, Union
 
 import PIL.Image
 import torch
 
-from .config import INITS, StyleConfig, start_image_label
+from .config import INITS, StyleConfig, start_image_label, unused_options
 from .engine import (
     Painter,
     Progress,
@@ -114,6 +115,22 @@ def stylize(
     of `config` (see StyleConfig). `masks`, one per style, limit each style to the mask's white
     area. `network` replaces the VGG the config names. The run stops early, keeping the image so
     far (`interrupted=True`), when `stop` (a threading.Event) is set, when `callback` returns
-    False, or on Ctrl-C.
+    False, or on Ctrl-C. Options that this run would not use (Adam's learning_rate with L-BFGS,
+    `threads`, which only the commands read) give a warning each, as the command does.
     """
-    return prepare(content, style, masks=masks, config=config, network=network, stop=stop, **options).finish(callback)
+    run = prepare(content, style, masks=masks, config=config, network=network, stop=stop, **options)
+    for text in _unused_here(run.config):
+        warnings.warn(text, stacklevel=2)
+    return run.finish(callback)
+
+
+def _unused_here(config: StyleConfig) -> list[str]:
+    """What the command's warnings say of `config` (config.unused_options), and `threads`, which
+    the library leaves to the caller."""
+    notes = unused_options(config)
+    if config.threads:
+        notes.append(
+            f"threads {config.threads} is read by the impasto commands only; the library leaves torch's "
+            "thread count as you set it (torch.set_num_threads)"
+        )
+    return notes
