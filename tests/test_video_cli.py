@@ -152,6 +152,17 @@ def test_bad_input_is_one_line_and_exit_2_before_any_work(tmp_path, capsys, monk
     assert not painted and not (tmp_path / output).exists()
 
 
+def test_a_frame_found_damaged_on_its_turn_keeps_the_frames_done_and_says_so(tmp_path, capsys):
+    source = make_clip(tmp_path / "in")
+    whole = (source / "f3.png").read_bytes()
+    (source / "f3.png").write_bytes(whole[: len(whole) // 2])  # its size still reads; its pixels do not
+    assert video([source, STYLE, "-o", tmp_path / "out", *FAST]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "f3.png is truncated or damaged" in err
+    assert f"the 2 frames done are kept in {tmp_path / 'out'}, and the same command resumes after them" in err
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.png")) == ["f1.png", "f2.png"]
+
+
 def test_a_mask_folder_of_the_wrong_count_is_named_by_its_path(tmp_path, capsys):
     source, masks = make_clip(tmp_path / "in"), make_clip(tmp_path / "masks", frames=3)
     assert video([source, STYLE, "-o", tmp_path / "out", "--style-masks", masks, *FAST]) == 2

@@ -288,7 +288,14 @@ def run_video(argv: Sequence[str]) -> int:
     reuse_freed_memory()
     if store.done and not quiet:
         print(f"impasto: resuming after frame {store.done} of {clip.count} in {folder}", file=sys.stderr)
-    result, received = _style(job, store, quiet, output if is_video_path(output) else None)
+    try:
+        result, received = _style(job, store, quiet, output if is_video_path(output) else None)
+    except ImpastoError as error:  # a frame found damaged when its turn came: what is done stays
+        if not store.done:
+            raise
+        raise ImpastoError(
+            f"{error}; the {store.done} frames done are kept in {folder}, and the same command resumes after them"
+        ) from None
     status = _finish(output, folder, clip, store, result, received, keep_frames=report, quiet=quiet)
     if status or not report:
         return status
