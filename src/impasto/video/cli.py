@@ -121,9 +121,8 @@ def _configs(args: dict) -> tuple[StyleConfig, VideoConfig]:
     return config, VideoConfig(**video)
 
 
-def _read_masks(paths: Sequence[str] | None, clip_count: int | None = None) -> list | None:
-    """Each mask path as a mask tensor, or (a folder) as its mask files, one per frame of the
-    clip's `clip_count`."""
+def _read_masks(paths: Sequence[str] | None) -> list | None:
+    """Each mask path as a mask tensor, or (a folder) as its mask files, one per frame."""
     if paths is None:
         return None
     masks: list[list[Path] | torch.Tensor] = []
@@ -133,10 +132,6 @@ def _read_masks(paths: Sequence[str] | None, clip_count: int | None = None) -> l
             files = image_files(where)
             if not files:
                 raise ImpastoError(f"style mask folder {where} has no mask images")
-            if clip_count is not None and len(files) != clip_count:
-                raise ImpastoError(
-                    f"style mask folder {where} has {len(files)} masks for {clip_count} frames; give one mask per frame"
-                )
             masks.append(files)
         else:
             masks.append(pil_to_tensor(read_mask(path, f"style mask {i + 1}")))
@@ -228,15 +223,15 @@ def _style(job: ClipJob, store: FrameStore, quiet: bool, video: Path | None = No
             bars.close()
         signals.saving = True
         if video is not None and store.done:
-            finished = _made(job) if store.done == clip.count else None  # a whole clip says whose it is
+            finished = _made(store.fingerprint, clip) if store.done == clip.count else None  # only a whole clip
             sound = clip.path if clip.is_video and clip.audio else None
             write_video(video, store.finished(), clip.fps, sound, fingerprint=finished)
     return result, signals.received[:1]
 
 
-def _made(job: ClipJob) -> str:
+def _made(fingerprint: str, clip: Clip) -> str:
     """What a finished video says made it: its frames' job, and the rate they play at."""
-    return f"{job.fingerprint()} {job.clip.fps}"
+    return f"{fingerprint} {clip.fps}"
 
 
 def run_video(argv: Sequence[str]) -> int:
@@ -266,12 +261,12 @@ def run_video(argv: Sequence[str]) -> int:
         pil_to_tensor(read_image(p, "style image" if len(style_paths) == 1 else f"style image {i + 1}"))
         for i, p in enumerate(style_paths)
     ]
-    masks = _read_masks(mask_paths, clip.count)
+    masks = _read_masks(mask_paths)
     folder = _store_folder(output, clip, config, [*style_paths, *(mask_paths or [])])
     network = build_network(config, resolve_device(config.device))
     job = ClipJob(clip, styles, masks=masks, config=config, video=video, network=network)
     fingerprint = job.fingerprint()
-    if is_video_path(output) and not (restart or report) and video_fingerprint(output) == _made(job):
+    if is_video_path(output) and not (restart or report) and video_fingerprint(output) == _made(fingerprint, clip):
         if not quiet:
             print(
                 f"impasto: {output} is already made from this input with these styles and options; "

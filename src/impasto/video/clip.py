@@ -8,6 +8,8 @@ can be written) is checked when the clip or the output is opened. PyAV is import
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import math
 import numbers
@@ -25,6 +27,7 @@ import PIL.Image
 
 from ..errors import ImpastoError
 from ..images import IMAGE_EXTENSIONS, as_path, read_image
+from ..metadata import sha256_of
 
 VIDEO_CODECS = {
     ".mp4": "libx264",
@@ -109,6 +112,13 @@ class Clip:
     @property
     def is_video(self) -> bool:
         return self.path.is_file()
+
+    @functools.cached_property
+    def digest(self) -> str:
+        """SHA-256 over the input's bytes (the video file, or every frame file), read once: a clip
+        replaced under the same names is another clip."""
+        files = [self.path] if self.is_video else [self.path / n for n in self.names]
+        return hashlib.sha256(" ".join(sha256_of(f) for f in files).encode()).hexdigest()
 
     def frames(self, start: int = 0) -> Iterator[PIL.Image.Image]:
         """The RGB frames from index `start` on, read one at a time."""

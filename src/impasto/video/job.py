@@ -22,6 +22,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import PIL.Image
 import torch
@@ -134,9 +135,9 @@ def _masks(masks: object, count: int, frames: int) -> list[MaskInput]:
                 f"got {type(mask).__name__} (list a folder's masks with impasto.video.clip.image_files)"
             )
         elif len(mask) != frames:
-            raise ImpastoError(
-                f"style mask folder {i} has {len(mask)} masks for {frames} frames; give one mask per frame"
-            )
+            folders = {Path(p).parent for p in mask}
+            where = f"folder {folders.pop()}" if len(folders) == 1 else f"{i}"
+            raise ImpastoError(f"style mask {where} has {len(mask)} masks for {frames} frames; give one mask per frame")
         elif any(not isinstance(p, (str, os.PathLike)) for p in mask):
             raise ImpastoError(f"style mask {i} must list mask files (str or Path), one per frame")
     return list(masks)
@@ -192,9 +193,7 @@ class ClipJob:
         video = None if self.independent else dataclasses.asdict(self.video)  # frames alone ignore it
         identity = [str(self.clip.path), self.clip.count, list(self.clip.size), options, video, self.independent]
         digest.update(json.dumps(identity, sort_keys=True, default=str).encode())
-        # The input's bytes, not only its name: a clip replaced under the same name is another job.
-        files = [self.clip.path] if self.clip.is_video else [self.clip.path / n for n in self.clip.names]
-        digest.update(" ".join(sha256_of(f) for f in files).encode())
+        digest.update(self.clip.digest.encode())  # its bytes, not only its name
         for style in self.styles:
             digest.update(style.detach().float().cpu().contiguous().numpy().tobytes())
         for mask in self.masks:
