@@ -285,8 +285,6 @@ def save_with_settings(image: Image.Image, path: str | os.PathLike, record: Mapp
             f"output {os.fspath(path)} cannot carry its settings ({suffix or 'no extension'}); "
             f"use one of {', '.join(SETTINGS_SUFFIXES)}"
         )
-    if not isinstance(image, Image.Image):
-        raise ImpastoError(f"save_with_settings needs a PIL image, not {type(image).__name__}")
     return save_image(image, path, exif=_exif(record))
 
 

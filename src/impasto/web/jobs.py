@@ -324,22 +324,20 @@ class Studio:
         `impasto reproduce` finds them there), in a folder of this run's own."""
         stems = [Path(job.content).stem, *(Path(s.path).stem for s in job.styles)]
         name = re.sub(r"[^\w.-]+", "_", "-".join(stems))[:120] or "impasto"
-        folder = self.folder / uuid.uuid4().hex[:12]
         inputs: dict[str, InputSource] = {"content image": job.content}
-        masks: list[tuple[Path, bytes]] = []
+        masks: list[tuple[str, bytes]] = []  # (file name, PNG bytes)
         for i, s in enumerate(job.styles, start=1):
             inputs[f"style image {i}"] = s.path
             if s.mask is not None:
-                mask = (folder / f"{name}.mask{i}.png", _png(s.mask))
-                inputs[f"style mask {i}"] = (mask[0].name, mask[1])
-                masks.append(mask)
+                masks.append((f"{name}.mask{i}.png", _png(s.mask)))
+                inputs[f"style mask {i}"] = masks[-1]
         record = settings_record(
             result.config, inputs, self.weights_sha256, device=self.device, run=run_facts(result, painter=painter)
         )
-        png = save_png_with_settings(result.image, folder / f"{name}.png", record)
-        for path, data in masks:
-            png.with_name(path.name).write_bytes(data)
-        return png, tuple(png.with_name(path.name) for path, _ in masks)
+        png = save_png_with_settings(result.image, self.folder / uuid.uuid4().hex[:12] / f"{name}.png", record)
+        for mask_name, data in masks:
+            png.with_name(mask_name).write_bytes(data)
+        return png, tuple(png.with_name(mask_name) for mask_name, _ in masks)
 
 
 def _closing_line(result: StylizeResult, saved: bool = True) -> str:
